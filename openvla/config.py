@@ -1,0 +1,342 @@
+"""Typed configuration for every pipeline stage, read from ``params.yaml`` (the one source of truth).
+
+Each top-level section of ``params.yaml`` maps to one frozen dataclass below. ``load_params`` validates the whole
+file: an unknown key or a value of the wrong type raises ``ConfigError`` naming the file, the dotted key and what
+was expected, so that ``dvc exp run -S finetune.lora_rnak=8`` fails loudly instead of being ignored.
+
+Stages call ``load_section(path, "finetune")`` (or ``load_params``) and pass the dataclass to one library call;
+nothing else in the project reads ``params.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A ``params.yaml`` value is missing, unknown or of the wrong type."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sections
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProjectConfig:
+    name: str = "openvla-embedded"  # MLflow experiment name: one experiment per pipeline
+    seed: int = 7  # global seed; stages derive their own seeds from it unless they have one
+
+
+@dataclass(frozen=True)
+class DemosConfig:
+    """Scripted-expert demonstrations in LIBERO (embedded default only, DESIGN §9)."""
+
+    suite: str = "libero_spatial"  # LIBERO benchmark suite the demos come from
+    task_ids: list[int] = field(default_factory=lambda: [0])  # tasks of the suite to demonstrate
+    num_demos: int = 40  # successful demos per task (failed attempts are dropped and counted)
+    max_attempts: int = 80  # give up on a task after this many attempts
+    resolution: int = 128  # rendered camera size; small because software rendering dominates the CPU budget
+    noise_fraction: float = 0.33  # fraction of demos whose *executed* xyz action gets Gaussian noise
+    noise_std: float = 0.3  # std of that noise (the clean expert action is what gets stored)
+    seed: int = 0  # seeds the initial-state sampling and the noise; same seed → same demos
+    workers: int = 2  # simulator processes
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Raw episodes → RLDS (tensorflow-datasets builder)."""
+
+    input_format: Literal["libero_hdf5", "npz"] = "libero_hdf5"  # see README "Add your own robot dataset"
+    dataset_name: str = "libero_embedded"  # TFDS builder name and registry key of the output
+    version: str = "1.0.0"  # TFDS version directory
+    drop_noops: bool = True  # OpenVLA's rule: arm-action norm < 1e-4 and gripper unchanged
+    rotate_180: bool = True  # LIBERO renders upside down; OpenVLA's converted datasets are rotated
+    val_fraction: float = 0.0  # > 0 writes the last fraction of episodes to a `val` split
+    image_size: int = 0  # 0 keeps the raw resolution; otherwise square resize at conversion
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    """Dataset statistics (DESIGN §5)."""
+
+    dataset_name: str = "libero_embedded"  # registry key of the dataset to describe
+    histogram_bins: int = 50  # bins of the per-dimension action histograms under plots/
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The training data pipeline shared by pretrain, finetune and evaluation (DESIGN §6)."""
+
+    mixture: str = "libero_embedded"  # a mixture name from the registry, or a single dataset name
+    window_size: int = 1  # observation history length
+    chunk: int = 1  # actions per sample: 1 = OpenVLA (current action only); K = action chunk (OFT)
+    shuffle_buffer: int = 2000  # frames; OpenVLA full scale uses 256000
+    image_augmentation: bool = True  # random resized crop + color jitter (OpenVLA's order)
+    balance_weights: bool = True  # mixture weights × num_transitions
+    use_proprio: bool = False  # feed proprioception to the model (OFT-style proprio token)
+    num_parallel_reads: int = 2  # tf.data read threads (split across datasets by weight)
+    num_parallel_calls: int = 2  # tf.data transform threads
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The VLA. ``name`` picks a named configuration (``tiny``, ``small``, ``openvla-7b``)."""
+
+    name: str = "tiny"  # the image size and every dimension come from the named config (openvla/model/configs.py)
+    tokenizer: str = "mistral-v1"  # "mistral-v1" (ships in mistral-common), or a path to a tokenizer.model
+    action_head: Literal["tokens", "l1"] = "tokens"  # discrete action tokens (OpenVLA) or continuous L1 head (OFT)
+    parallel_decoding: bool = False  # predict all action slots in one forward pass (OFT)
+    attn_implementation: str = "sdpa"  # "flash_attention_2" needs the [gpu] extra
+    weights: str = ""  # optional local path with initial weights (never downloaded)
+
+
+@dataclass(frozen=True)
+class BinsConfig:
+    """Action tokenizer fitting (DESIGN §4)."""
+
+    scheme: Literal["uniform", "quantile"] = "uniform"
+    n_bins: int = 256
+    normalization: Literal["bounds_q99", "bounds", "normal"] = "bounds_q99"
+    max_samples: int = 200_000  # actions read from the dataset to fit/measure the tokenizer
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Full VLA training with FSDP/DDP via torchrun (DESIGN §7)."""
+
+    nproc: int = 1  # processes per node passed to torchrun
+    strategy: Literal["fsdp", "ddp"] = "fsdp"
+    steps: int = 300
+    batch_size: int = 8  # global batch (split across ranks)
+    grad_accumulation: int = 1
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    freeze: Literal["none", "vision", "vision_but_last"] = "none"
+    mixed_precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    activation_checkpointing: bool = False
+    save_every: int = 100
+    keep_last: int = 2
+    resume: Literal["auto", "never"] = "auto"
+    log_every: int = 1
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """LoRA fine-tuning with peft, merged at the end (DESIGN §8)."""
+
+    base: str = "pretrain"  # "pretrain" = the pretrain stage's latest checkpoint, or a path to an HF directory
+    lora_rank: int = 32
+    lora_alpha: int = 0  # 0 → min(rank, 16) as OpenVLA
+    lora_dropout: float = 0.0
+    lr: float = 5e-4
+    steps: int = 200
+    batch_size: int = 8
+    grad_accumulation: int = 1
+    image_augmentation: bool = True
+    save_every: int = 100
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Hugging Face export (DESIGN §10)."""
+
+    name: str = "openvla-embedded"  # directory models/<name>-hf/
+    max_shard_size: str = "5GB"
+
+
+@dataclass(frozen=True)
+class EvalLiberoConfig:
+    """Closed-loop LIBERO evaluation (DESIGN §11)."""
+
+    suite: str = "libero_spatial"
+    task_ids: list[int] = field(default_factory=lambda: [0])
+    episodes_per_task: int = 20
+    first_init_state: int = 30  # fixed initial states [first, first + episodes) — disjoint from the demos'
+    resolution: int = 128  # rendered camera size (must match the demos')
+    center_crop: bool = True  # OpenVLA's 90%-area centre crop, when the model was trained with augmentation
+    execution: Literal["open_loop", "ensemble"] = "ensemble"  # how an action chunk is executed
+    videos: int = 2  # rollouts written as MP4
+    workers: int = 2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvalBridgeConfig:
+    """Bridge/WidowX evaluation: offline on held-out episodes, or live through a robot client."""
+
+    mode: Literal["offline", "live"] = "offline"
+    data_dir: str = ""  # TFDS data dir of Bridge-format episodes; empty = skip with a recorded reason
+    dataset_name: str = "bridge_orig"
+    unnorm_key: str = "bridge_orig"
+    max_episodes: int = 25
+    host: str = "127.0.0.1"  # robot client (live mode)
+    port: int = 5556
+    steps: int = 60
+    control_hz: float = 5.0
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"  # bind address; loopback unless told otherwise
+    port: int = 8000
+    max_image_bytes: int = 16 * 1024 * 1024  # reject larger images with HTTP 413
+    max_batch: int = 8  # requests batched together when they arrive at once
+    batch_wait_ms: float = 2.0
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole ``params.yaml``."""
+
+    project: ProjectConfig = field(default_factory=ProjectConfig)
+    demos: DemosConfig = field(default_factory=DemosConfig)
+    convert: ConvertConfig = field(default_factory=ConvertConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    bins: BinsConfig = field(default_factory=BinsConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    eval_libero: EvalLiberoConfig = field(default_factory=EvalLiberoConfig)
+    eval_bridge: EvalBridgeConfig = field(default_factory=EvalBridgeConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading and validation
+# ----------------------------------------------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin is not None:
+        return str(tp).replace("typing.", "")
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and return it (ints accepted where floats are expected)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: expected one of {_type_name(tp)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            if option is type(None) and value is None:
+                return None
+            try:
+                return _coerce(value, option, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list ({_type_name(tp)}), got {value!r}")
+        item_tp = args[0] if args else Any
+        items = [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        key_tp, val_tp = args if args else (Any, Any)
+        return {_coerce(k, key_tp, where): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported annotation {tp!r}")  # a bug in this module, not in params
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys for {cls.__name__}, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key), names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(names)}"
+        raise ConfigError(f"{where}.{key}: unknown key{hint}" if where else f"{key}: unknown section{hint}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ValueError as err:  # __post_init__ cross-field checks
+        raise ConfigError(f"{where}: {err}") from err
+
+
+def params_from_dict(data: dict[str, Any], source: str = "params.yaml") -> Params:
+    """Validate a parsed ``params.yaml`` mapping and return the typed ``Params``."""
+    try:
+        return _build(Params, data, "")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``. Missing sections and keys take the defaults above."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: parameters file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return params_from_dict(data, str(path))
+
+
+def load_section(path: str | Path, section: str) -> Any:
+    """One section of ``params.yaml`` (the whole file is validated so a typo anywhere is caught early)."""
+    params = load_params(path)
+    key = section.replace("-", "_")
+    if not hasattr(params, key):
+        raise ConfigError(f"{path}: no section {section!r}")
+    return getattr(params, key)
+
+
+def to_flat_dict(config: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten a config dataclass to ``{"section.key": value}`` (for MLflow params)."""
+    flat: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            flat.update(to_flat_dict(value, key + "."))
+        else:
+            flat[key] = value
+    return flat

@@ -1,0 +1,24 @@
+"""The ``openvla`` command: a Typer app that gathers every stage command (``openvla <stage> --help``).
+
+Stage modules import only Typer at module level; the library is imported inside each command, so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from stages import convert, stats
+
+app = typer.Typer(
+    name="openvla",
+    help="OpenVLA pipeline stages (run them all with `dvc repro`).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("convert")(convert.main)
+app.command("stats")(stats.main)
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,44 @@
+"""Shared test fixtures: repository paths, the team's shared real data, and an isolated MLflow store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test with the reason when the folder is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared test data not found at {path} (a fresh clone of the repository does not have ../shared)")
+    return path
+
+
+@pytest.fixture
+def bridge_data_dir() -> Path:
+    """TFDS data dir holding the real 25-episode BridgeData debug set (`bridge_dataset/1.0.0`)."""
+    return shared_path("bridge_dataset", "1.0.0").parent.parent
+
+
+@pytest.fixture
+def llama2_tokenizer_path() -> Path:
+    """The real Llama-2 SentencePiece model (32,000 pieces)."""
+    return shared_path("llama2-tokenizer", "tokenizer.model")
+
+
+@pytest.fixture(autouse=True)
+def isolated_mlflow(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test logs to its own throwaway SQLite MLflow store, never to the repository's."""
+    root = tmp_path_factory.mktemp("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    return root

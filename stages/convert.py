@@ -1,0 +1,39 @@
+"""``openvla convert``: raw robot episodes (LIBERO-style HDF5 or plain ``.npz``) → an RLDS (TFDS) dataset.
+
+Writes ``<data-dir>/<convert.dataset_name>/<convert.version>/`` atomically (nothing is left behind on a bad input)
+and ``metrics/convert.json`` (episodes kept/dropped, steps kept, no-ops dropped).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def main(
+    raw_dir: Annotated[
+        Path, typer.Option(help="Folder of raw episodes: `*_demo.hdf5` files (libero_hdf5) or `episode_*.npz` (npz).")
+    ] = Path("data/raw/libero_embedded"),
+    data_dir: Annotated[
+        Path, typer.Option(help="TFDS data directory; the dataset goes to <data-dir>/<dataset_name>/<version>/.")
+    ] = Path("data/rlds"),
+    metrics: Annotated[Path, typer.Option(help="Summary metrics JSON (episodes/steps kept and dropped).")] = Path(
+        "metrics/convert.json"
+    ),
+    params: Annotated[Path, typer.Option(help="params.yaml to read the `convert` section from.")] = Path("params.yaml"),
+) -> None:
+    """Convert raw episodes to RLDS with a tensorflow-datasets builder (section `convert` of params.yaml)."""
+    from openvla.config import load_params
+    from openvla.data.convert import convert_dataset
+    from openvla.logging_utils import setup_logging
+    from openvla.tracking import stage_run, write_metrics
+
+    setup_logging()
+    all_params = load_params(params)
+    cfg = all_params.convert
+    with stage_run("convert", cfg, experiment=all_params.project.name) as run:
+        summary = convert_dataset(raw_dir, data_dir, cfg)
+        run.log_metrics(summary)
+    write_metrics(metrics, summary)

@@ -189,11 +189,22 @@ class EvalBridgeConfig:
 
 @dataclass(frozen=True)
 class ServeConfig:
-    host: str = "127.0.0.1"  # bind address; loopback unless told otherwise
-    port: int = 8000
-    max_image_bytes: int = 16 * 1024 * 1024  # reject larger images with HTTP 413
-    max_batch: int = 8  # requests batched together when they arrive at once
-    batch_wait_ms: float = 2.0
+    """The `/act` policy server (DESIGN §11)."""
+
+    host: str = "127.0.0.1"  # bind address; loopback unless told otherwise (the server has no authentication)
+    port: int = 8000  # TCP port of `openvla serve`
+    max_image_bytes: int = 16 * 1024 * 1024  # reject larger images (decoded H·W·3 bytes) with HTTP 413
+    max_instruction_chars: int = 1000  # longer instructions are refused (422): the prompt must fit llm_max_length
+    max_batch: int = 8  # requests batched together into one model call when they arrive at once
+    batch_wait_ms: float = 2.0  # how long the first request of a batch waits for others (added latency when alone)
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
+        if self.batch_wait_ms < 0:
+            raise ValueError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
+        if self.max_image_bytes < 1 or self.max_instruction_chars < 1:
+            raise ValueError("max_image_bytes and max_instruction_chars must be positive")
 
 
 @dataclass(frozen=True)

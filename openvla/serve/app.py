@@ -1,0 +1,113 @@
+"""The FastAPI application: ``POST /act`` (image + instruction → action) and ``GET /health``.
+
+``create_app(predictor, config)`` wraps an already-loaded predictor (the model is loaded once, by the caller).
+Client mistakes get 4xx with a message (see ``payload.py``); an oversized body is refused with 413 after being
+drained (so the client reads the answer instead of a reset connection); anything unexpected is logged and answered
+500 without taking the server down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import json_numpy
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from openvla.config import ServeConfig
+from openvla.serve.batching import BatchPredictor, MicroBatcher
+from openvla.serve.payload import PayloadError, max_body_bytes, parse_body, validate_request
+
+log = logging.getLogger(__name__)
+
+# Past this many bytes an oversized body is no longer drained: the connection is simply closed after the 413.
+_DRAIN_FACTOR = 8
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message, "status": status})
+
+
+def _action_response(action: np.ndarray) -> Response:
+    """json-numpy body, exactly what OpenVLA's deploy server returns (``json_numpy.loads`` gives the array)."""
+    return Response(content=json_numpy.dumps(np.asarray(action)), media_type="application/json")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, or a 413 ``PayloadError`` once it exceeds ``limit`` bytes (the rest is drained)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit * _DRAIN_FACTOR:
+        raise PayloadError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > limit * _DRAIN_FACTOR:
+            break
+    if size > limit:
+        raise PayloadError(
+            413, f"request body of {size}+ bytes exceeds the limit of {limit} bytes (serve.max_image_bytes)"
+        )
+    return b"".join(chunks)
+
+
+def create_app(predictor: BatchPredictor, config: ServeConfig | None = None, model_name: str = "openvla") -> FastAPI:
+    """An ASGI app serving ``predictor``; start it with uvicorn (``openvla.serve.server.run_server``)."""
+    config = config or ServeConfig()
+    batcher = MicroBatcher(predictor, max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms)
+    body_limit = max_body_bytes(config.max_image_bytes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await batcher.start()
+        log.info("serving %s (unnorm keys: %s), max_batch=%d", model_name, predictor.unnorm_keys, config.max_batch)
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    app = FastAPI(title="OpenVLA policy server", lifespan=lifespan)
+    app.state.batcher = batcher
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {
+            "status": "ok",
+            "model": model_name,
+            "unnorm_keys": list(predictor.unnorm_keys),
+            **batcher.stats.as_dict(),
+        }
+
+    @app.post("/act")
+    async def act(request: Request) -> Response:
+        try:
+            body = await _read_body(request, body_limit)
+            req = validate_request(
+                parse_body(body),
+                unnorm_keys=list(predictor.unnorm_keys),
+                max_image_bytes=config.max_image_bytes,
+                max_instruction_chars=config.max_instruction_chars,
+            )
+        except PayloadError as err:
+            log.info("rejected /act request: %d %s", err.status, err.message)
+            return _error(err.status, err.message)
+        try:
+            action = await batcher.submit(req.image, req.instruction, req.unnorm_key)
+        except PayloadError as err:  # a predictor may still refuse an input it cannot handle
+            return _error(err.status, err.message)
+        except Exception as err:
+            log.exception("/act failed")
+            return _error(500, f"the model failed on this request: {type(err).__name__}: {err}")
+        return _action_response(action)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, err: Exception) -> JSONResponse:  # last resort: answer, never crash
+        log.exception("unhandled error")
+        return _error(500, f"internal error: {type(err).__name__}")
+
+    return app

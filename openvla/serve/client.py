@@ -1,0 +1,62 @@
+"""A small client for the `/act` server (httpx, json-numpy), e.g. for a robot loop or the benchmark.
+
+with ActClient("http://127.0.0.1:8000") as client:
+    action = client.act(image, "pick up the black bowl")  # (7,) float array
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import json_numpy
+import numpy as np
+
+
+class ActError(RuntimeError):
+    """The server refused or failed a request; ``status`` is the HTTP status, ``message`` its explanation."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class ActClient:
+    """Synchronous client; one instance keeps one HTTP connection alive (not thread-safe: one per thread)."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8000", timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def act(self, image: np.ndarray, instruction: str, unnorm_key: str | None = None) -> np.ndarray:
+        """Send one uint8 (H, W, 3) image and an instruction; return the unnormalized action."""
+        payload: dict = {"image": np.ascontiguousarray(image), "instruction": instruction}
+        if unnorm_key is not None:
+            payload["unnorm_key"] = unnorm_key
+        response = self._http.post(
+            "/act", content=json_numpy.dumps(payload), headers={"content-type": "application/json"}
+        )
+        return np.asarray(self._decode(response))
+
+    def health(self) -> dict:
+        return self._decode(self._http.get("/health"))
+
+    @staticmethod
+    def _decode(response: httpx.Response):
+        if response.status_code != 200:
+            try:
+                message = response.json().get("error", response.text)
+            except (json.JSONDecodeError, AttributeError):
+                message = response.text
+            raise ActError(response.status_code, message)
+        return json_numpy.loads(response.text)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ActClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

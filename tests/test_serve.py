@@ -1,0 +1,207 @@
+"""The `/act` policy server: request validation, HTTP answers for bad payloads, batching under concurrency.
+
+These tests run a real uvicorn server on a free 127.0.0.1 port with a stand-in predictor (fast); the test that the
+real tiny model answers correctly through the server lives in tests/test_serve_model.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+
+import httpx
+import json_numpy
+import numpy as np
+import pytest
+from serve_fixtures import EchoPredictor
+
+from openvla.config import ServeConfig
+from openvla.serve.client import ActClient, ActError
+from openvla.serve.payload import PayloadError, parse_body, validate_request
+from openvla.serve.server import BackgroundServer
+
+KEYS = ["libero_embedded", "bridge_orig"]
+
+
+def _image(seed: int = 0, size: int = 32) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+
+
+def _body(image: np.ndarray, instruction: str | None = "pick up the bowl", **extra) -> bytes:
+    payload = {"image": image, **extra}
+    if instruction is not None:
+        payload["instruction"] = instruction
+    return json_numpy.dumps(payload).encode()
+
+
+@pytest.fixture(scope="module")
+def server():
+    predictor = EchoPredictor(KEYS)
+    with BackgroundServer(predictor, ServeConfig(max_batch=8, batch_wait_ms=2.0)) as srv:
+        srv.predictor = predictor
+        yield srv
+
+
+# -- payload validation (no server) -------------------------------------------------------------------------------
+def _validate(body: bytes, keys=("libero_embedded",), max_image_bytes: int = 1 << 20):
+    return validate_request(
+        parse_body(body), unnorm_keys=list(keys), max_image_bytes=max_image_bytes, max_instruction_chars=100
+    )
+
+
+def test_valid_payload_decodes_image_exactly():
+    image = _image(3)
+    req = _validate(_body(image, "  Put the bowl on the plate  "))
+    np.testing.assert_array_equal(req.image, image)
+    assert req.instruction == "Put the bowl on the plate"
+    assert req.unnorm_key is None
+
+
+def test_openvla_double_encoded_payload_is_accepted():
+    image = _image(4)
+    inner = json_numpy.dumps({"image": image, "instruction": "open the drawer"})
+    req = _validate(json.dumps({"encoded": inner}).encode())
+    np.testing.assert_array_equal(req.image, image)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"\xff\xfe\x00", 400, "not valid JSON"),
+        (b"[1, 2, 3]", 400, "must be a JSON object"),
+        (_body(_image().astype(np.float32)), 422, "dtype must be uint8"),
+        (_body(_image()[:, :, 0]), 422, "shape (H, W, 3)"),
+        (_body(_image()[None]), 422, "shape (H, W, 3)"),
+        (_body(np.zeros((0, 10, 3), np.uint8)), 422, "empty"),
+        (_body(_image(), None), 422, "missing field 'instruction'"),
+        (_body(_image(), "   "), 422, "'instruction' is empty"),
+        (_body(_image(), "x" * 101), 422, "more than 100"),
+        (json.dumps({"instruction": "go"}).encode(), 422, "missing field 'image'"),
+        (json.dumps({"image": [[[0, 0, 0]]], "instruction": "go"}).encode(), 422, "plain JSON list"),
+        (_body(_image(), unnorm_key="nope"), 422, "unknown unnorm_key 'nope'"),
+        (_body(_image(), unnorm_key=3), 422, "'unnorm_key' must be a string"),
+        (_body(np.zeros((1024, 1024, 3), np.uint8)), 413, "more than the limit"),
+    ],
+)
+def test_bad_payloads_raise_payload_error_with_status_and_reason(body, status, fragment):
+    with pytest.raises(PayloadError) as info:
+        _validate(body)
+    assert info.value.status == status
+    assert fragment in info.value.message
+
+
+def test_declared_shape_must_match_data():
+    obj = {
+        "image": {"__numpy__": base64.b64encode(b"abc").decode(), "dtype": "|u1", "shape": [2, 2, 3]},
+        "instruction": "go",
+    }
+    with pytest.raises(PayloadError, match="has 3 bytes but shape"):
+        _validate(json.dumps(obj).encode())
+    obj["image"]["dtype"] = "garbage"
+    with pytest.raises(PayloadError, match="not a numpy dtype"):
+        _validate(json.dumps(obj).encode())
+    obj["image"].update(dtype="|u1", __numpy__="@@@@")
+    with pytest.raises(PayloadError, match="not valid base64"):
+        _validate(json.dumps(obj).encode())
+
+
+def test_missing_unnorm_key_is_an_error_only_with_several_datasets():
+    assert _validate(_body(_image()), keys=KEYS[:1]).unnorm_key is None
+    with pytest.raises(PayloadError, match="pass 'unnorm_key', one of libero_embedded, bridge_orig"):
+        _validate(_body(_image()), keys=KEYS)
+
+
+# -- the HTTP server ----------------------------------------------------------------------------------------------
+def test_valid_request_returns_that_requests_action(server):
+    image = _image(11)
+    with ActClient(server.url) as client:
+        action = client.act(image, "pick up the bowl", unnorm_key="bridge_orig")
+        assert client.health()["status"] == "ok"
+    np.testing.assert_array_equal(action, EchoPredictor.expected(image, "pick up the bowl", key_index=1))
+    assert action.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (_body(_image().astype(np.float32), unnorm_key="bridge_orig"), 422, "dtype must be uint8"),
+        (_body(_image()[:, :, 0], unnorm_key="bridge_orig"), 422, "shape (H, W, 3)"),
+        (_body(np.zeros((0, 32, 3), np.uint8), unnorm_key="bridge_orig"), 422, "empty"),
+        (b'{"image": garbage', 400, "not valid JSON"),
+        (_body(_image(), unnorm_key="fractal"), 422, "this model knows: libero_embedded, bridge_orig"),
+        (_body(_image(), None, unnorm_key="bridge_orig"), 422, "missing field 'instruction'"),
+        (_body(_image()), 422, "pass 'unnorm_key'"),
+    ],
+)
+def test_bad_requests_get_4xx_with_a_useful_message(server, body, status, fragment):
+    response = httpx.post(f"{server.url}/act", content=body, timeout=30)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["error"]
+
+
+def test_50_mb_image_is_refused_with_413(server):
+    huge = np.zeros((4096, 4096, 3), np.uint8)  # 50.3 MB decoded, 67 MB as base64
+    response = httpx.post(f"{server.url}/act", content=_body(huge, unnorm_key="bridge_orig"), timeout=60)
+    assert response.status_code == 413
+    assert "exceeds the limit" in response.json()["error"]
+
+
+def test_client_raises_act_error_with_the_server_message(server):
+    with ActClient(server.url) as client, pytest.raises(ActError) as info:
+        client.act(_image(), "go", unnorm_key="unknown")
+    assert info.value.status == 422 and "unknown unnorm_key" in info.value.message
+
+
+def test_eight_concurrent_clients_200_requests_each_get_their_own_answers(server):
+    errors: list[str] = []
+    n_clients, n_requests = 8, 200
+
+    def client_loop(cid: int) -> None:
+        with ActClient(server.url) as client:
+            for i in range(n_requests):
+                image = _image(seed=cid * 1000 + i, size=16)
+                instruction = f"task {cid} " + "x" * (i % 7)
+                try:
+                    action = client.act(image, instruction, unnorm_key=KEYS[i % 2])
+                    expected = EchoPredictor.expected(image, instruction, key_index=i % 2)
+                    if not np.array_equal(action, expected):
+                        errors.append(f"client {cid} request {i}: got {action}, expected {expected}")
+                except Exception as err:  # collected, the assertion below reports them
+                    errors.append(f"client {cid} request {i}: {err!r}")
+
+    threads = [threading.Thread(target=client_loop, args=(c,)) for c in range(n_clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    stats = httpx.get(f"{server.url}/health").json()
+    assert stats["requests"] >= n_clients * n_requests
+    assert stats["errors"] == 0
+    assert 1 < stats["max_batch_seen"] <= 8  # concurrent requests were batched, never beyond max_batch
+
+
+def test_server_still_answers_after_bad_and_concurrent_requests(server):
+    httpx.post(f"{server.url}/act", content=b"\x00garbage", timeout=10)
+    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+    image = _image(99)
+    with ActClient(server.url) as client:
+        np.testing.assert_array_equal(
+            client.act(image, "still alive", unnorm_key="libero_embedded"), EchoPredictor.expected(image, "still alive")
+        )
+
+
+def test_model_failure_is_a_500_that_does_not_stop_the_server():
+    class Failing(EchoPredictor):
+        def predict_batch(self, images, instructions, unnorm_key):
+            if instructions[0] == "explode":
+                raise RuntimeError("boom")
+            return super().predict_batch(images, instructions, unnorm_key)
+
+    with BackgroundServer(Failing(["only"])) as srv, ActClient(srv.url) as client:
+        with pytest.raises(ActError) as info:
+            client.act(_image(), "explode")
+        assert info.value.status == 500 and "boom" in info.value.message
+        np.testing.assert_array_equal(client.act(_image(1), "fine"), EchoPredictor.expected(_image(1), "fine"))

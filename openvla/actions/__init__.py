@@ -1,1 +1,20 @@
-"""openvla.actions"""
+"""openvla.actions: normalization with dataset statistics and action tokenizers (DESIGN §4, §5)."""
+
+from openvla.actions.normalization import NORMALIZATION_KINDS, NormalizationError, normalize, unnormalize
+from openvla.actions.tokenizer import (
+    ActionTokenizer,
+    QuantileActionTokenizer,
+    load_action_tokenizer,
+    save_action_tokenizer,
+)
+
+__all__ = [
+    "NORMALIZATION_KINDS",
+    "ActionTokenizer",
+    "NormalizationError",
+    "QuantileActionTokenizer",
+    "load_action_tokenizer",
+    "normalize",
+    "save_action_tokenizer",
+    "unnormalize",
+]

@@ -101,10 +101,21 @@ class ModelConfig:
 class BinsConfig:
     """Action tokenizer fitting (DESIGN §4)."""
 
-    scheme: Literal["uniform", "quantile"] = "uniform"
-    n_bins: int = 256
-    normalization: Literal["bounds_q99", "bounds", "normal"] = "bounds_q99"
-    max_samples: int = 200_000  # actions read from the dataset to fit/measure the tokenizer
+    scheme: Literal["uniform", "quantile"] = "uniform"  # uniform = OpenVLA's fixed bins; quantile = fitted per dim
+    n_bins: int = 256  # bin edges per dimension (n_bins − 1 decode values); ids are the vocabulary's last n_bins
+    normalization: Literal["bounds_q99", "bounds", "normal"] = "bounds_q99"  # must match training (bounds_q99)
+    max_samples: int = 200_000  # actions read per dataset (whole training episodes, file order) to fit and measure
+    uniform_mix: float = 0.1  # quantile: edges = (1 − mix)·quantiles + mix·uniform (> 0 bounds every bin's width)
+    decode: Literal["mean", "center"] = "mean"  # quantile: decode to the bin's mean training value or its midpoint
+    heldout_fraction: float = 0.1  # every 1/fraction-th episode is held out to measure a refitted tokenizer
+
+    def __post_init__(self) -> None:
+        if self.n_bins < 2:
+            raise ValueError(f"n_bins must be at least 2, got {self.n_bins}")
+        if not 0.0 <= self.uniform_mix <= 1.0:
+            raise ValueError(f"uniform_mix must lie in [0, 1], got {self.uniform_mix}")
+        if not 0.0 <= self.heldout_fraction < 1.0:
+            raise ValueError(f"heldout_fraction must lie in [0, 1), got {self.heldout_fraction}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,241 @@
+"""The training loop shared by pretraining and LoRA fine-tuning, independent of the model.
+
+``fit`` runs optimizer steps ``start_step … steps-1`` on this rank's micro-batches: gradient accumulation (the
+gradient sync only on the last micro-step), global grad-norm clipping, AdamW + schedule, per-step metrics reduced
+over ranks (rank 0 records them), checkpoints every ``save_every`` steps and at the end through a
+``Checkpointer``. What a batch is and how the loss is computed is the ``objective``'s business:
+``objective(model, batch) -> (mean loss tensor, metric sums)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import resource
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from openvla.train import checkpoint as ckpt
+from openvla.train.distributed import DistInfo, all_gather_objects, barrier, broadcast_object
+from openvla.train.metrics import MetricsRecorder, merge_sums, summarize
+from openvla.train.strategy import (
+    clip_grad_norm,
+    full_model_state_dict,
+    full_optimizer_state_dict,
+    load_full_optimizer_state_dict,
+    set_gradient_sync,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    steps: int  # optimizer steps in total (a resumed run continues up to this)
+    grad_accumulation: int = 1  # micro-batches per optimizer step
+    grad_clip: float = 1.0  # max global grad norm; ≤ 0 disables clipping (the norm is still logged)
+    save_every: int = 0  # checkpoint every N steps (0: only at the end); the last step is always saved
+    log_every: int = 1  # record metrics every N steps (and at the last)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be ≥ 1, got {self.steps}")
+        if self.grad_accumulation < 1:
+            raise ValueError(f"grad_accumulation must be ≥ 1, got {self.grad_accumulation}")
+
+
+class Objective(Protocol):
+    def __call__(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean loss of the micro-batch (differentiable) and metric sums (see ``openvla.train.metrics``)."""
+        ...
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def fingerprint(config: Mapping[str, Any]) -> str:
+    """A short hash of what makes a checkpoint resumable by this run (config values as JSON)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Checkpointer:
+    """Saves and restores the full training state; ``save`` and ``restore`` are collective (every rank calls)."""
+
+    def __init__(
+        self,
+        manager: ckpt.CheckpointManager,
+        info: DistInfo,
+        write_model: Callable[[Path, dict[str, torch.Tensor]], None],
+        run_fingerprint: str,
+    ) -> None:
+        self.manager = manager
+        self.info = info
+        self.write_model = write_model
+        self.run_fingerprint = run_fingerprint
+
+    def find_resume(self, resume: bool) -> Path | None:
+        """The checkpoint to resume from (decided on rank 0, broadcast), clearing one of another config."""
+        choice = None
+        if self.info.is_main:
+            self.manager.remove_stale_temporaries()
+            latest = self.manager.latest() if resume else None
+            if latest is not None:
+                state = ckpt.load_trainer_state(latest)
+                if state.get("fingerprint") != self.run_fingerprint:
+                    log.warning("not resuming from %s: it was trained with another configuration; starting over",
+                                latest)  # fmt: skip
+                    latest = None
+            if latest is None and (self.manager.pointer.exists() or self.manager.root.exists()):
+                self.manager.clear()
+            choice = str(latest) if latest else None
+        choice = broadcast_object(choice)
+        return Path(choice) if choice else None
+
+    def save(
+        self,
+        step: int,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        data_state: Mapping[str, Any],
+    ) -> None:
+        model_state = full_model_state_dict(model)
+        optim_state = full_optimizer_state_dict(model, optimizer)
+        rngs = all_gather_objects(ckpt.capture_rng())
+        if self.info.is_main:
+            state = {
+                "step": step,
+                "optimizer": optim_state,
+                "scheduler": scheduler.state_dict(),
+                "rng": rngs,
+                "data": dict(data_state),
+                "world_size": self.info.world_size,
+                "fingerprint": self.run_fingerprint,
+            }
+
+            def write(directory: Path) -> None:
+                self.write_model(directory, model_state)
+                torch.save(state, directory / ckpt.TRAINER_STATE)
+
+            self.manager.save(step, write)
+        barrier()
+
+    def restore(
+        self, checkpoint: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
+    ) -> dict[str, Any]:
+        """Load optimizer, scheduler and this rank's RNG (model weights are loaded by the caller before wrapping)."""
+        state = ckpt.load_trainer_state(checkpoint)
+        load_full_optimizer_state_dict(model, optimizer, state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rngs = state.get("rng") or []
+        if self.info.rank < len(rngs):
+            ckpt.restore_rng(rngs[self.info.rank])
+        log.info("resumed from %s at step %d", checkpoint, state["step"])
+        return {"step": int(state["step"]), "data": state.get("data", {})}
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    batches: Iterable[Any],
+    objective: Objective,
+    config: LoopConfig,
+    info: DistInfo,
+    *,
+    start_step: int = 0,
+    checkpointer: Checkpointer | None = None,
+    recorder: MetricsRecorder | None = None,
+    batch_size_of: Callable[[Any], int] = len,
+    on_step_end: Callable[[int, dict[str, float]], None] | None = None,
+    desc: str = "train",
+) -> dict[str, float]:
+    """Train from ``start_step`` to ``config.steps``; returns the summary (rank 0's view; all ranks agree)."""
+    model.train()
+    iterator = iter(batches)
+    progress = tqdm(total=config.steps, initial=start_step, desc=desc, disable=not info.is_main, dynamic_ncols=True)
+    samples_seen = 0
+    t_start = time.perf_counter()
+    last: dict[str, float] = {}
+    for step in range(start_step, config.steps):
+        t0 = time.perf_counter()
+        data_time = 0.0
+        loss_sum = 0.0
+        sums: dict[str, float] = {}
+        samples = 0
+        for micro in range(config.grad_accumulation):
+            td = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                raise RuntimeError(f"the data ran out at step {step} (micro-batch {micro}); the training "
+                                   "iterator must repeat") from None  # fmt: skip
+            data_time += time.perf_counter() - td
+            set_gradient_sync(model, micro == config.grad_accumulation - 1)
+            loss, part = objective(model, batch)
+            (loss / config.grad_accumulation).backward()
+            loss_sum += float(loss.detach())
+            sums = merge_sums([sums, part])
+            samples += batch_size_of(batch)
+        grad_norm = float(clip_grad_norm(model, config.grad_clip))
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        parts = all_gather_objects((loss_sum / config.grad_accumulation, sums, samples, data_time))
+        step_time = time.perf_counter() - t0
+        global_samples = sum(p[2] for p in parts)
+        samples_seen += global_samples
+        done = step + 1
+        last = {
+            "loss": sum(p[0] for p in parts) / len(parts),
+            **summarize(merge_sums(p[1] for p in parts)),
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "step_time": step_time,
+            "data_time": max(p[3] for p in parts),
+            "samples_per_s": global_samples / step_time if step_time > 0 else 0.0,
+        }
+        if info.is_main:
+            if recorder is not None and (done % config.log_every == 0 or done == config.steps):
+                recorder.record(done, last)
+            progress.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last.get('action_accuracy', float('nan')):.2f}")
+            progress.update(1)
+        if checkpointer is not None and (
+            done == config.steps or (config.save_every > 0 and done % config.save_every == 0)
+        ):
+            checkpointer.save(done, model, optimizer, scheduler, {"step": done, "samples_seen": samples_seen})
+        if on_step_end is not None:
+            on_step_end(done, last)
+    progress.close()
+    wall = time.perf_counter() - t_start
+    steps_run = config.steps - start_step
+    rss = all_gather_objects(peak_rss_mb())
+    summary = {f"final_{k}": v for k, v in last.items() if "/" not in k and k not in ("step_time", "data_time")}
+    summary.update(
+        {
+            "steps": config.steps,
+            "steps_this_run": steps_run,
+            "wall_time_s": wall,
+            "samples_per_s": samples_seen / wall if wall > 0 else 0.0,
+            "peak_rss_mb": rss[0],  # rank 0
+            "peak_rss_mb_all_ranks": sum(rss),  # what the job needs on one node
+        }
+    )
+    if recorder is not None:
+        for key in ("loss", "action_accuracy", "l1"):
+            mean = recorder.tail_mean(key)
+            if mean is not None:
+                summary[f"last10_{key}"] = mean
+    return summary

@@ -1,0 +1,139 @@
+"""Training metrics: action-token accuracy and L1 (DESIGN §7), and where they go (MLflow, plots, summary).
+
+Metrics are accumulated as *sums* (correct tokens, action tokens, L1 sum, ...) so that micro-batches, ranks and
+datasets combine exactly; ``summarize`` turns sums into rates. Rank 0 records one row per optimizer step to
+``history.jsonl`` in the run directory (so curves survive a resume), to MLflow, and at the end to one CSV per
+curve under ``plots/<stage>/`` for ``dvc plots show``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+
+def action_token_sums(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    action_token_begin_idx: int,
+    decode: Any | None = None,
+    dataset_names: Iterable[str] | None = None,
+) -> dict[str, float]:
+    """Sums for accuracy and L1 over the action tokens of a batch.
+
+    ``logits`` (B, P + L, V) cover the multimodal sequence (P patch positions inserted after BOS), ``labels``
+    (B, L) the text tokens. The prediction for text token i ≥ 1 is logits[:, P + i − 1], so predictions are
+    ``logits[:, P:-1]`` against ``labels[:, 1:]``. Action tokens are labels > ``action_token_begin_idx``;
+    ``decode(ids) -> values`` (the action tokenizer's) gives L1 in the normalized action space.
+    """
+    num_patches = logits.shape[1] - labels.shape[1]
+    if num_patches < 0:
+        raise ValueError(f"logits length {logits.shape[1]} is shorter than labels length {labels.shape[1]}")
+    preds = logits[:, num_patches:-1].argmax(dim=-1)  # (B, L-1)
+    gt = labels[:, 1:]  # (B, L-1)
+    mask = gt > action_token_begin_idx
+    correct = (preds == gt) & mask
+    names = list(dataset_names) if dataset_names is not None else None
+    l1_rows = None
+    if decode is not None and mask.any():
+        pred_vals = torch.as_tensor(decode(preds[mask].cpu().numpy()), dtype=torch.float64)
+        gt_vals = torch.as_tensor(decode(gt[mask].cpu().numpy()), dtype=torch.float64)
+        l1_flat = (pred_vals - gt_vals).abs()
+        rows = mask.nonzero()[:, 0].cpu()
+        l1_rows = torch.zeros(mask.shape[0], dtype=torch.float64).index_add_(0, rows, l1_flat)
+    sums: dict[str, float] = defaultdict(float)
+    per_row_correct = correct.sum(dim=1).cpu()
+    per_row_count = mask.sum(dim=1).cpu()
+    for i in range(mask.shape[0]):
+        prefixes = [""] + ([f"{names[i]}/"] if names is not None and len(set(names)) > 1 else [])
+        for prefix in prefixes:
+            sums[f"{prefix}correct"] += float(per_row_correct[i])
+            sums[f"{prefix}count"] += float(per_row_count[i])
+            if l1_rows is not None:
+                sums[f"{prefix}l1_sum"] += float(l1_rows[i])
+    return dict(sums)
+
+
+def summarize(sums: Mapping[str, float]) -> dict[str, float]:
+    """Sums → rates: ``action_accuracy`` and ``l1`` (and ``<dataset>/…`` per dataset when mixed)."""
+    out: dict[str, float] = {}
+    prefixes = {k[: -len("count")] for k in sums if k.endswith("count")}
+    for prefix in sorted(prefixes):
+        count = sums.get(f"{prefix}count", 0.0)
+        if count <= 0:
+            continue
+        out[f"{prefix}action_accuracy"] = sums.get(f"{prefix}correct", 0.0) / count
+        if f"{prefix}l1_sum" in sums:
+            out[f"{prefix}l1"] = sums[f"{prefix}l1_sum"] / count
+    return out
+
+
+def merge_sums(parts: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    total: dict[str, float] = defaultdict(float)
+    for part in parts:
+        for key, value in part.items():
+            total[key] += float(value)
+    return dict(total)
+
+
+class MetricsRecorder:
+    """Rank 0's record of per-step metrics: MLflow, ``history.jsonl`` (resume-safe) and plot CSVs."""
+
+    def __init__(self, run: Any | None, history_path: str | Path, plots_dir: str | Path | None) -> None:
+        self.run = run
+        self.history_path = Path(history_path)
+        self.plots_dir = Path(plots_dir) if plots_dir else None
+        self.rows: list[dict[str, float]] = []
+
+    def resume_from(self, step: int) -> None:
+        """Keep the rows of steps ≤ ``step`` (a resumed run repeats nothing after its checkpoint)."""
+        self.rows = []
+        if step > 0 and self.history_path.is_file():
+            for line in self.history_path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    if row.get("step", math.inf) <= step:
+                        self.rows.append(row)
+        self.history_path.parent.mkdir(parents=True, exist_ok=True)
+        self.history_path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+
+    def record(self, step: int, metrics: Mapping[str, float]) -> None:
+        row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
+        self.rows.append(row)
+        with self.history_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.run is not None:
+            self.run.log_metrics({f"train/{k}": v for k, v in metrics.items()}, step=step)
+
+    def write_plots(self, curves: Iterable[str] = ("loss", "action_accuracy", "l1", "lr")) -> list[Path]:
+        """One ``<curve>.csv`` (columns step, <curve>) per curve, for DVC plots (x: step, y: <curve>)."""
+        if self.plots_dir is None:
+            return []
+        self.plots_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for curve in curves:
+            path = self.plots_dir / f"{curve}.csv"
+            with path.open("w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(["step", curve])
+                for row in self.rows:
+                    if curve in row:
+                        writer.writerow([row["step"], f"{row[curve]:.6g}"])
+            written.append(path)
+        return written
+
+    def tail_mean(self, key: str, n: int = 10) -> float | None:
+        values = [r[key] for r in self.rows[-n:] if key in r]
+        return sum(values) / len(values) if values else None

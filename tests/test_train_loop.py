@@ -1,0 +1,195 @@
+"""The model-agnostic training machinery on a toy model: FSDP over 2 processes equals 1 process, checkpoints are
+complete or invisible, a SIGKILLed run resumes to the same parameters, schedules, parameter groups, freezing."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from openvla.train import checkpoint as ckpt
+from openvla.train.distributed import init_distributed, shutdown_distributed
+from openvla.train.metrics import action_token_sums, summarize
+from openvla.train.optim import apply_freeze, build_optimizer, lr_multiplier, param_groups
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train_fixtures as tf
+
+FIXTURE = Path(__file__).resolve().parent / "train_fixtures.py"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", str(FIXTURE)]
+    return subprocess.run([*cmd, *args], env=_env(), capture_output=True, text=True, timeout=240)
+
+
+def _python(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(FIXTURE), *args], env=_env(), capture_output=True, text=True,
+                          timeout=240)  # fmt: skip
+
+
+@pytest.fixture
+def one_process():
+    info = init_distributed("cpu")
+    yield info
+    shutdown_distributed()
+
+
+def _final_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The gathered weights of the run's latest checkpoint, loaded into a plain (unwrapped) toy model."""
+    model = tf.make_toy(seed=123)
+    model.load_state_dict(ckpt.load_weights(ckpt.resolve_checkpoint(run_dir)), strict=True)
+    return model.state_dict()
+
+
+def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float = 1e-5) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=atol, rtol=1e-4, msg=f"parameter {key} differs")
+
+
+def test_fsdp_two_processes_match_one_process_and_checkpoint_loads_into_plain_model(tmp_path, one_process):
+    steps = 4
+    proc = _torchrun(2, "--run-dir", str(tmp_path / "fsdp2"), "--steps", str(steps), "--accum", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, summary1 = tf.run_toy(tmp_path / "fsdp1", steps, one_process, strategy="fsdp", accum=2)
+    summary2 = torch.load(tmp_path / "fsdp2" / "summary.pt", weights_only=True)
+    assert summary2["steps"] == steps
+    assert math.isclose(summary2["final_loss"], summary1["final_loss"], rel_tol=1e-4, abs_tol=1e-6)
+    assert math.isclose(summary2["final_grad_norm"], summary1["final_grad_norm"], rel_tol=1e-4)
+    _assert_close(_final_state(tmp_path / "fsdp2"), _final_state(tmp_path / "fsdp1"))
+    # the loss really moved: the comparison is not between two untrained models
+    first = [float(line.split('"loss": ')[1].split(",")[0]) for line in (tmp_path / "fsdp1/history.jsonl").open()]
+    assert first[-1] < first[0]
+
+
+def test_sigkilled_run_resumes_to_the_parameters_of_an_uninterrupted_run(tmp_path, one_process):
+    steps = 6
+    run_dir = tmp_path / "killed"
+    killed = _python("--run-dir", str(run_dir), "--steps", str(steps), "--kill-after-step", "3")
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert (run_dir / "latest").read_text().strip() == "checkpoints/step-000002"
+    resumed = _python("--run-dir", str(run_dir), "--steps", str(steps))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr
+    tf.run_toy(tmp_path / "straight", steps, one_process, strategy="fsdp")
+    _assert_close(_final_state(run_dir), _final_state(tmp_path / "straight"))
+    # the resumed history has one row per step, none repeated
+    rows = (run_dir / "history.jsonl").read_text().splitlines()
+    assert [int(r.split('"step": ')[1].split(",")[0]) for r in rows] == list(range(1, steps + 1))
+
+
+def test_kill_during_save_leaves_latest_naming_a_complete_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = _python("--run-dir", str(run_dir), "--steps", "6", "--kill-during-save-step", "4", "--strategy", "none")
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    latest = ckpt.resolve_checkpoint(run_dir)
+    assert latest.name == "step-000002"
+    assert (latest / ckpt.TRAINER_STATE).is_file() and (latest / "model.safetensors").is_file()
+    assert not (run_dir / "checkpoints" / "step-000004").exists()  # the half-written one is invisible
+    leftovers = [p.name for p in (run_dir / "checkpoints").iterdir() if p.name.startswith(".step-000004")]
+    assert leftovers, "expected the killed save's temporary directory"
+    manager = ckpt.CheckpointManager(run_dir)
+    manager.remove_stale_temporaries()
+    assert [s for s, _ in manager.complete_checkpoints()] == [2]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-000002"]
+
+
+def test_checkpoint_rotation_keeps_last_and_latest(tmp_path):
+    manager = ckpt.CheckpointManager(tmp_path, keep_last=2)
+
+    def writer(directory: Path) -> None:
+        torch.save({"step": 0}, directory / ckpt.TRAINER_STATE)
+
+    for step in (1, 2, 3, 4):
+        manager.save(step, writer)
+    assert [s for s, _ in manager.complete_checkpoints()] == [3, 4]
+    assert manager.latest() == tmp_path / "checkpoints" / "step-000004"
+    with pytest.raises(ckpt.CheckpointError, match="trainer_state"):
+        manager.save(5, lambda d: None)
+    assert manager.latest().name == "step-000004"
+
+
+def test_resolve_checkpoint_rejects_a_pointer_to_an_incomplete_directory(tmp_path):
+    (tmp_path / "checkpoints" / "step-000001").mkdir(parents=True)
+    (tmp_path / "latest").write_text("checkpoints/step-000001\n")
+    with pytest.raises(ckpt.CheckpointError, match="not a complete checkpoint"):
+        ckpt.resolve_checkpoint(tmp_path)
+
+
+def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    torch.manual_seed(3)
+    state = ckpt.capture_rng()
+    torch.save(state, tmp_path / "rng.pt")
+    expected = (torch.rand(3), __import__("numpy").random.rand(), __import__("random").random())
+    torch.manual_seed(99)
+    ckpt.restore_rng(torch.load(tmp_path / "rng.pt", weights_only=True))
+    got = (torch.rand(3), __import__("numpy").random.rand(), __import__("random").random())
+    torch.testing.assert_close(got[0], expected[0])
+    assert got[1:] == expected[1:]
+
+
+def test_no_weight_decay_on_biases_and_1d_parameters():
+    model = tf.make_toy()
+    decay, no_decay = param_groups(model, weight_decay=0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    n_params = sum(1 for _ in model.parameters())
+    assert len(decay["params"]) + len(no_decay["params"]) == n_params
+
+
+def test_lr_schedules():
+    assert [lr_multiplier(s, "constant", 10, 0) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    assert [lr_multiplier(s, "cosine", 10, 2) for s in (0, 1)] == [0.5, 1.0]
+    assert lr_multiplier(2, "cosine", 10, 2) == pytest.approx(1.0)
+    assert lr_multiplier(6, "cosine", 10, 2) == pytest.approx(0.5)
+    assert lr_multiplier(10, "cosine", 10, 2) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="schedule"):
+        lr_multiplier(0, "linear", 10, 0)  # type: ignore[arg-type]
+
+
+def test_freeze_modes():
+    model = tf.make_toy()
+    apply_freeze(model, "vision")
+    assert not any(p.requires_grad for p in model.vision_backbone.parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+    model = tf.make_toy()
+    apply_freeze(model, "vision_but_last")
+    blocks = model.vision_backbone.blocks
+    assert not any(p.requires_grad for p in blocks[0].parameters())
+    assert not model.vision_backbone.embed.weight.requires_grad
+    assert all(p.requires_grad for p in blocks[-1].parameters()) and all(
+        p.requires_grad for p in blocks[-2].parameters()
+    )
+    with pytest.raises(ValueError, match="trainable"):
+        model.requires_grad_(False)
+        build_optimizer(model, 1e-3, 0.0)
+
+
+def test_action_token_metrics_align_predictions_after_the_patches():
+    # vocabulary 10, action tokens are ids > 5; 2 patch positions; labels: BOS, prompt, 2 actions, EOS
+    labels = torch.tensor([[-100, -100, 7, 9, 2], [-100, -100, 8, 6, 2]])
+    logits = torch.zeros(2, 2 + 5, 10)
+    # prediction of text token i sits at logits[:, 2 + i - 1]
+    for b, preds in enumerate([[0, 0, 7, 8, 2], [0, 0, 8, 6, 2]]):
+        for i, tok in enumerate(preds[1:], start=1):
+            logits[b, 2 + i - 1, tok] = 5.0
+    sums = action_token_sums(logits, labels, action_token_begin_idx=5, decode=lambda ids: ids.astype("float32"),
+                             dataset_names=["a", "b"])  # fmt: skip
+    assert sums["count"] == 4 and sums["correct"] == 3
+    assert sums["l1_sum"] == 1.0  # one token off by one id
+    rates = summarize(sums)
+    assert rates["action_accuracy"] == 0.75 and rates["l1"] == 0.25
+    assert rates["a/action_accuracy"] == 0.5 and rates["b/action_accuracy"] == 1.0

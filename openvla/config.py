@@ -47,6 +47,8 @@ class DemosConfig:
     noise_std: float = 0.3  # std of that noise (the clean expert action is what gets stored)
     seed: int = 0  # seeds the initial-state sampling and the noise; same seed → same demos
     workers: int = 2  # simulator processes
+    max_steps: int = 0  # step budget of one attempt; 0 = the suite's evaluation budget (220 for libero_spatial)
+    cheap_rendering: bool = True  # no anti-aliasing/shadows/reflections (~3x faster); eval_libero must match
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,8 @@ class BinsConfig:
     n_bins: int = 256  # bin edges per dimension (n_bins − 1 decode values); ids are the vocabulary's last n_bins
     normalization: Literal["bounds_q99", "bounds", "normal"] = "bounds_q99"  # must match training (bounds_q99)
     max_samples: int = 200_000  # actions read per dataset (whole training episodes, file order) to fit and measure
-    uniform_mix: float = 0.1  # quantile: edges = (1 − mix)·quantiles + mix·uniform (> 0 bounds every bin's width)
-    decode: Literal["mean", "center"] = "mean"  # quantile: decode to the bin's mean training value or its midpoint
+    uniform_mix: float = 0.1  # quantile: bins = (1 − mix)·quantile bins + mix·OpenVLA's (> 0: no zero-width bin)
+    decode: Literal["mean", "quantile"] = "mean"  # quantile scheme: decode to the bin mean or its quantile value
     heldout_fraction: float = 0.1  # every 1/fraction-th episode is held out to measure a refitted tokenizer
 
     def __post_init__(self) -> None:

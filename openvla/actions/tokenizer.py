@@ -10,13 +10,15 @@
 So values inside [−1, 1] come back within half a bin width (1/255 for 256 bins); ``a == 1.0`` lands in the last
 interval like its neighbours. Ids outside the action range decode by the same clipping, as OpenVLA's do.
 
-``QuantileActionTokenizer`` keeps the id layout and the API but fits its edges per action dimension on normalized
-training actions: the empirical quantiles at ``linspace(0, 1, n_bins)``, end points pinned to −1 and 1, blended
-with the uniform edges (``uniform_mix``) so every bin keeps a positive width and values the data never showed still
-decode with a bounded error. It decodes to per-bin ``"center"`` (midpoint) or ``"mean"`` (the mean of the training
-values that fell in the bin; the conditional mean minimizes the squared reconstruction error, and is exact for
-discrete dimensions such as a binary gripper). Its arrays are per dimension, so inputs must have the action
-dimension on the last axis (a flat 1-D run of whole actions is accepted and reshaped).
+``QuantileActionTokenizer`` keeps the id layout and the API but fits its bins per action dimension on normalized
+training actions: bin j is represented by the empirical quantile at level (j + ½)/(n_bins − 1), inner edges lie
+halfway between neighbouring representatives (nearest-representative quantization; quantile *edges* decoded at
+their midpoints would put a binary gripper's 0 in a bin decoding to ~0.45), and both are blended with OpenVLA's
+(``uniform_mix``) so every bin keeps at least ``uniform_mix`` times OpenVLA's width (no empty, zero-width bins).
+Where the data has no mass the bins are wide, so rare values decode less precisely than with uniform bins. ``decode_mode`` ``"quantile"`` decodes to the representatives, ``"mean"`` to the mean of the training values
+that fell in each bin (the conditional mean minimizes the squared reconstruction error and is exact for discrete
+dimensions such as a binary gripper). Its arrays are per dimension, so inputs must have the action dimension on the
+last axis (a flat 1-D run of whole actions is accepted and reshaped).
 
 ``save_action_tokenizer`` / ``load_action_tokenizer`` store either kind as ``action_tokenizer.json`` (+ ``.npy``
 arrays for fitted kinds) in a directory written atomically, so training and exports restore the exact tokenizer.
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 
 TOKENIZER_FILE = "action_tokenizer.json"
 FORMAT_VERSION = 1
-DecodeMode = Literal["center", "mean"]
+DecodeMode = Literal["quantile", "mean", "center"]
 
 
 class ActionTokenizer:
@@ -102,7 +104,7 @@ class QuantileActionTokenizer(ActionTokenizer):
     """Per-dimension edges fitted on normalized data; same ids and API as ``ActionTokenizer``.
 
     ``bins`` has shape (action_dim, n_bins) (strictly increasing rows from −1 to 1) and ``bin_centers`` shape
-    (action_dim, n_bins − 1): the values ids decode to (midpoints or conditional means, see ``decode_mode``).
+    (action_dim, n_bins − 1): the values ids decode to (quantile representatives, bin means, or midpoints when\n    built from edges alone; see ``decode_mode``).
     Build it with ``QuantileActionTokenizer.fit(actions, vocab_size)`` or from saved arrays.
     """
 
@@ -146,33 +148,38 @@ class QuantileActionTokenizer(ActionTokenizer):
         uniform_mix: float = 0.1,
         decode_mode: DecodeMode = "mean",
     ) -> QuantileActionTokenizer:
-        """Fit edges (and decode values) on normalized actions of shape (N, action_dim).
+        """Fit representatives, edges (and decode values) on normalized actions of shape (N, action_dim).
 
-        ``uniform_mix`` ∈ [0, 1] blends the quantile edges with the uniform ones (1 gives OpenVLA's bins back);
-        above 0 every bin is at most ``2 / ((n_bins − 1) · uniform_mix)`` wide, which bounds the error on values
-        the training data never showed.
+        Bin j's representative is the empirical quantile at level (j + ½)/(n_bins − 1); inner edges lie halfway
+        between neighbouring representatives (each value goes to its nearest representative). Quantile *edges*
+        with midpoint decoding would be wrong for point masses: a binary gripper puts one bin from 0 to ~0.9 that
+        decodes to ~0.45. ``uniform_mix`` ∈ [0, 1] blends representatives and edges with OpenVLA's centres and
+        edges (1 gives OpenVLA's bins back exactly); above 0 every bin is at least ``uniform_mix · 2 / (n_bins − 1)``
+        wide, so edges strictly increase even on discrete data.
+        ``decode_mode="mean"`` then replaces each representative by the mean of the fitted values in its bin.
         """
         data = np.clip(np.asarray(actions, dtype=np.float64), -1.0, 1.0)
         if data.ndim != 2 or data.shape[0] == 0:
             raise ValueError(f"fit expects normalized actions of shape (N ≥ 1, action_dim), got {data.shape}")
         if not 0.0 <= uniform_mix <= 1.0:
             raise ValueError(f"uniform_mix must lie in [0, 1], got {uniform_mix}")
-        if decode_mode not in ("center", "mean"):
-            raise ValueError(f"decode_mode must be 'center' or 'mean', got {decode_mode!r}")
-        uniform = np.linspace(-1.0, 1.0, n_bins)
-        quantiles = np.quantile(data, np.linspace(0.0, 1.0, n_bins), axis=0).T  # (D, n_bins)
-        quantiles[:, 0], quantiles[:, -1] = -1.0, 1.0
-        edges = (1.0 - uniform_mix) * quantiles + uniform_mix * uniform
-        edges[:, 0], edges[:, -1] = -1.0, 1.0  # exact after the blend's rounding
-        edges = np.maximum.accumulate(edges, axis=1)  # rounding must never make a row decrease
-        tok = cls(vocab_size, edges, decode_mode="center", uniform_mix=uniform_mix)
+        if decode_mode not in ("quantile", "mean"):
+            raise ValueError(f"decode_mode must be 'quantile' or 'mean', got {decode_mode!r}")
+        uniform = ActionTokenizer(vocab_size, n_bins)
+        levels = (np.arange(n_bins - 1) + 0.5) / (n_bins - 1)
+        reps = np.quantile(data, levels, axis=0).T  # (D, n_bins - 1)
+        centers = (1.0 - uniform_mix) * reps + uniform_mix * uniform.bin_centers
+        inner = (1.0 - uniform_mix) * (reps[:, :-1] + reps[:, 1:]) / 2.0 + uniform_mix * uniform.bins[1:-1]
+        ones = np.ones((data.shape[1], 1))
+        edges = np.maximum.accumulate(np.concatenate([-ones, np.clip(inner, -1.0, 1.0), ones], axis=1), axis=1)
+        tok = cls(vocab_size, edges, centers, decode_mode="quantile", uniform_mix=uniform_mix)
         if decode_mode == "mean":
             tok.bin_centers = tok._conditional_means(data)
             tok.decode_mode = "mean"
         return tok
 
     def _conditional_means(self, data: np.ndarray) -> np.ndarray:
-        """Mean of the fitted values per bin (the midpoint where a bin saw no value)."""
+        """Mean of the fitted values per bin (the current decode value where a bin saw no value)."""
         index = self._bin_index(self.encode(data))  # (N, D)
         n_intervals = self.n_bins - 1
         means = self.bin_centers.copy()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from stages import convert, stats
+from stages import bins, convert, stats
 
 app = typer.Typer(
     name="openvla",
@@ -19,6 +19,7 @@ app = typer.Typer(
 
 app.command("convert")(convert.main)
 app.command("stats")(stats.main)
+app.command("bins")(bins.main)
 
 if __name__ == "__main__":
     app()

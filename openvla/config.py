@@ -58,10 +58,11 @@ class ConvertConfig:
     input_format: Literal["libero_hdf5", "npz"] = "libero_hdf5"  # see README "Add your own robot dataset"
     dataset_name: str = "libero_embedded"  # TFDS builder name and registry key of the output
     version: str = "1.0.0"  # TFDS version directory
-    drop_noops: bool = True  # OpenVLA's rule: arm-action norm < 1e-4 and gripper unchanged
-    rotate_180: bool = True  # LIBERO renders upside down; OpenVLA's converted datasets are rotated
+    drop_noops: bool = True  # OpenVLA's rule: arm-action norm (dims 0-5) < 1e-4 and gripper (last dim) unchanged
+    rotate_180: bool = True  # LIBERO renders upside down; OpenVLA's converted datasets are rotated (npz: usually false)
     val_fraction: float = 0.0  # > 0 writes the last fraction of episodes to a `val` split
     image_size: int = 0  # 0 keeps the raw resolution; otherwise square resize at conversion
+    action_dim: int = 7  # expected action dimension (7 = EEF deltas xyz + rpy + gripper); others are an error
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class DataConfig:
     use_proprio: bool = False  # feed proprioception to the model (OFT-style proprio token)
     num_parallel_reads: int = 2  # tf.data read threads (split across datasets by weight)
     num_parallel_calls: int = 2  # tf.data transform threads
+    registry_file: str = ""  # optional Python file calling register_dataset()/register_mixture() (your own robot data)
 
 
 @dataclass(frozen=True)

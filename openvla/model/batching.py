@@ -1,0 +1,139 @@
+"""Training batches: a data-pipeline frame → prompt ids + labels + pixel values, and the right-padding collator.
+
+``VLABatchTransform`` builds OpenVLA's training text (DESIGN §3): the question turn, the action pieces and
+``</s>``, tokenized with BOS; every label is −100 except the last ``action_dim + 1`` (the action tokens and
+``</s>``). The action pieces are the text of the action token ids; after tokenization the sequence must end with
+exactly those ids and EOS, which is checked for every sample (it holds for the Llama-2 and Mistral v1 tokenizers).
+
+Chunked actions (``data.chunk`` K > 1, frame action [window, K, 7]): the tokens head predicts the **current**
+action only (chunk index 0), as OpenVLA; the whole chunk is passed along as ``actions`` for heads and metrics
+that use it. Observation history (window > 1): the current (last) frame of the window is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from openvla.model.prompts import action_question
+from openvla.model.vla import IGNORE_INDEX
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray):
+        return _text(value.reshape(-1)[0]) if value.size else ""
+    return str(value)
+
+
+def _get(frame: dict, *path: str) -> Any:
+    node: Any = frame
+    for key in path:
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, dict) and "/".join(path) in frame:  # flat "observation/image_primary" keys
+            return frame["/".join(path)]
+        else:
+            raise KeyError(f"VLABatchTransform: frame has no {'/'.join(path)!r} (keys: {sorted(frame)})")
+    return node
+
+
+class ActionTokenMismatchError(ValueError):
+    """The tokenized training prompt does not end with the action ids + EOS (a tokenizer that merges pieces)."""
+
+
+class VLABatchTransform:
+    """Frame (the data pipeline's element as numpy) → ``{input_ids, labels, pixel_values, dataset_name, actions}``.
+
+    ``prompt_builder_fn`` is a zero-argument callable returning a fresh prompt builder (e.g.
+    ``functools.partial(get_prompt_builder, config.llm_backbone_id)``).
+    """
+
+    def __init__(
+        self,
+        text_tokenizer: Any,
+        action_tokenizer: Any,
+        image_processor: Any,
+        prompt_builder_fn: Callable[[], Any],
+        predict_stop_token: bool = True,
+    ) -> None:
+        self.text_tokenizer = text_tokenizer
+        self.action_tokenizer = action_tokenizer
+        self.image_processor = image_processor
+        self.prompt_builder_fn = prompt_builder_fn
+        self.predict_stop_token = predict_stop_token
+
+    def action_text(self, action_ids: np.ndarray) -> str:
+        """The text whose tokens are ``action_ids`` (OpenVLA decodes the ids and re-tokenizes the string)."""
+        return self.text_tokenizer.decode([int(i) for i in action_ids])
+
+    def tokenize(self, instruction: str, action: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt + action tokens + EOS → (input_ids, labels), both int64 [L]."""
+        action_ids = np.asarray(self.action_tokenizer.encode(action), dtype=np.int64).reshape(-1)
+        builder = self.prompt_builder_fn()
+        builder.add_turn("human", action_question(instruction))
+        builder.add_turn("gpt", self.action_text(action_ids))
+        ids = list(self.text_tokenizer(builder.get_prompt(), add_special_tokens=True).input_ids)
+        expected = [*action_ids.tolist(), self.text_tokenizer.eos_token_id]
+        if ids[-len(expected) :] != expected:
+            raise ActionTokenMismatchError(
+                f"training prompt for {instruction!r} ends with {ids[-len(expected) :]}, expected the action ids + "
+                f"EOS {expected}: this tokenizer does not re-encode action pieces one to one"
+            )
+        input_ids = torch.tensor(ids, dtype=torch.long)
+        labels = input_ids.clone()
+        labels[: -len(expected)] = IGNORE_INDEX
+        if not self.predict_stop_token:
+            labels[-1] = IGNORE_INDEX
+        return input_ids, labels
+
+    def __call__(self, frame: dict[str, Any]) -> dict[str, Any]:
+        image = np.asarray(_get(frame, "observation", "image_primary"))
+        if image.ndim == 4:  # [window, H, W, 3] → the current (last) frame
+            image = image[-1]
+        actions = np.asarray(frame["action"], dtype=np.float32)
+        if actions.ndim == 3:  # [window, chunk, D] → the current step's chunk
+            actions = actions[-1]
+        if actions.ndim == 1:
+            actions = actions[None]
+        instruction = _text(_get(frame, "task", "language_instruction"))
+        input_ids, labels = self.tokenize(instruction, actions[0])  # tokens head: the current action only
+        return {
+            "input_ids": input_ids,
+            "labels": labels,
+            "pixel_values": self.image_processor.apply_transform(image),
+            "dataset_name": _text(frame.get("dataset_name", b"")),
+            "actions": torch.from_numpy(actions.copy()),  # (chunk, D) normalized
+        }
+
+
+class PaddedCollator:
+    """Right-pads ``input_ids`` with ``pad_token_id`` and ``labels`` with −100; ``attention_mask = ids != pad``."""
+
+    def __init__(self, pad_token_id: int, model_max_length: int = 2048, padding_side: str = "right") -> None:
+        if padding_side != "right":
+            raise ValueError(
+                f"PaddedCollator: only right padding is supported (forward puts BOS first), got {padding_side!r}"
+            )
+        self.pad_token_id = pad_token_id
+        self.model_max_length = model_max_length
+
+    def __call__(self, instances: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        ids = [inst["input_ids"][: self.model_max_length] for inst in instances]
+        labels = [inst["labels"][: self.model_max_length] for inst in instances]
+        input_ids = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=self.pad_token_id)
+        batch: dict[str, Any] = {
+            "input_ids": input_ids,
+            "labels": torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=IGNORE_INDEX),
+            "attention_mask": input_ids.ne(self.pad_token_id),
+            "pixel_values": torch.stack([inst["pixel_values"] for inst in instances]),
+        }
+        if "dataset_name" in instances[0]:
+            batch["dataset_names"] = [inst["dataset_name"] for inst in instances]
+        if "actions" in instances[0]:
+            batch["actions"] = torch.stack([inst["actions"] for inst in instances])
+        return batch

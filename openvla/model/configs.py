@@ -1,0 +1,120 @@
+"""Named VLA configurations: ``tiny`` (the embedded CPU default), ``small`` and ``openvla-7b`` (official dims).
+
+All three have the same architecture: a DINOv2-style ViT with 4 registers and LayerScale fused with a SigLIP-style
+ViT (same timm ids as OpenVLA; tiny/small override the dimensions through ``timm_model_kwargs``), a fused GELU MLP
+projector and a Llama decoder over a 32,000-piece SentencePiece vocabulary + ``<PAD>`` padded to 32,064 rows.
+
+    >>> from openvla.model.configs import get_model_config
+    >>> get_model_config("tiny").image_sizes
+    [112, 112]
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+
+from openvla.model.configuration import OpenVLAConfig
+
+DINOV2_REG4 = "vit_large_patch14_reg4_dinov2.lvd142m"
+SIGLIP_224 = "vit_so400m_patch14_siglip_224"
+
+
+def _llama(hidden: int, intermediate: int, layers: int, heads: int, **extra: object) -> dict:
+    return {
+        "model_type": "llama",
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads,
+        "vocab_size": 32064,  # 32000 pieces + <PAD>, padded to a multiple of 64
+        "pad_token_id": 32000,
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-6,  # the official config leaves LlamaConfig's default (Llama-2 itself used 1e-5)
+        "tie_word_embeddings": False,
+        **extra,
+    }
+
+
+def _openvla_7b() -> OpenVLAConfig:
+    """The official openvla/openvla-7b: DINOv2 ViT-L/14 reg4 + SigLIP So400m/14 at 224 px, Llama-2 7B."""
+    return OpenVLAConfig(
+        vision_backbone_id="dinosiglip-vit-so-224px",
+        llm_backbone_id="llama2-7b-pure",
+        arch_specifier="no-align+fused-gelu-mlp",
+        use_fused_vision_backbone=True,
+        image_resize_strategy="resize-naive",
+        timm_model_ids=[DINOV2_REG4, SIGLIP_224],
+        timm_override_act_layers=[None, None],
+        image_sizes=[224, 224],
+        hf_llm_id="meta-llama/Llama-2-7b-hf",
+        text_config=_llama(4096, 11008, 32, 32),
+        n_action_bins=256,
+    )
+
+
+def _small() -> OpenVLAConfig:
+    """In between: ViT-S-sized backbones at 224 px and a 12-layer 768-wide Llama (≈ 180 M parameters)."""
+    return OpenVLAConfig(
+        vision_backbone_id="dinosiglip-vit-small-224px",
+        llm_backbone_id="mistral-v0.1-small-pure",
+        use_fused_vision_backbone=True,
+        image_resize_strategy="resize-naive",
+        timm_model_ids=[DINOV2_REG4, SIGLIP_224],
+        timm_override_act_layers=[None, None],
+        image_sizes=[224, 224],
+        timm_model_kwargs=[
+            {"embed_dim": 384, "depth": 12, "num_heads": 6},
+            {"embed_dim": 384, "depth": 12, "num_heads": 6, "mlp_ratio": 4.0},
+        ],
+        hf_llm_id=None,
+        text_config=_llama(768, 2048, 12, 12),
+        n_action_bins=256,
+    )
+
+
+def _tiny() -> OpenVLAConfig:
+    """CPU-sized (the embedded default): 112 px → 8×8 = 64 patches, 4-block ViTs of width 96, a 4-layer Llama."""
+    return OpenVLAConfig(
+        vision_backbone_id="dinosiglip-vit-tiny-112px",
+        llm_backbone_id="mistral-v0.1-tiny-pure",  # Mistral v0.1 SentencePiece (ships in mistral-common): "▁" = 28705
+        use_fused_vision_backbone=True,
+        image_resize_strategy="resize-naive",
+        timm_model_ids=[DINOV2_REG4, SIGLIP_224],
+        timm_override_act_layers=[None, None],
+        image_sizes=[112, 112],
+        timm_model_kwargs=[
+            # LayerScale starts at 0.1 instead of DINOv2's 1e-5 so that a from-scratch tiny ViT trains in minutes.
+            {"embed_dim": 96, "depth": 4, "num_heads": 3, "init_values": 0.1},
+            {"embed_dim": 96, "depth": 4, "num_heads": 3, "mlp_ratio": 4.0},
+        ],
+        hf_llm_id=None,
+        text_config=_llama(128, 384, 4, 4),
+        n_action_bins=256,
+    )
+
+
+_CONFIGS: dict[str, Callable[[], OpenVLAConfig]] = {
+    "tiny": _tiny,
+    "small": _small,
+    "openvla-7b": _openvla_7b,
+}
+
+
+def model_config_names() -> list[str]:
+    return list(_CONFIGS)
+
+
+def get_model_config(name: str) -> OpenVLAConfig:
+    """A fresh ``OpenVLAConfig`` for a named configuration (``params.yaml`` ``model.name``)."""
+    if name not in _CONFIGS:
+        close = difflib.get_close_matches(name, list(_CONFIGS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"model.name: unknown model config {name!r}{hint} (known: {', '.join(_CONFIGS)})")
+    return _CONFIGS[name]()
+
+
+def image_size_of(config: OpenVLAConfig) -> int:
+    """The square input size of the vision backbone(s) in pixels (what the data pipeline resizes to)."""
+    return int(config.image_sizes[0])

@@ -1,0 +1,373 @@
+"""``OpenVLAForActionPrediction``: the VLA used by training, evaluation, serving and the Hugging Face format.
+
+One implementation (DESIGN §3, §10): ``vision_backbone`` (timm ViTs) → ``projector`` → ``language_model``
+(a transformers causal LM, Llama for OpenVLA). The multimodal sequence is [BOS] + projected patches + the rest
+of the prompt; the attention mask is set at the patch positions and the labels are −100 there.
+
+``predict_action`` follows OpenVLA (append "▁" when missing, greedily generate ``action_dim`` tokens, decode
+them to bin centres, unnormalize with ``norm_stats[unnorm_key]["action"]``) and, unlike OpenVLA, accepts a batch:
+prompts of different lengths are left-aligned internally and decoded with the KV cache, giving the same tokens as
+one prompt at a time.
+
+Run ``python -c "from openvla.model import build_vla, get_model_config; print(build_vla(get_model_config('tiny')))"``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from openvla.model.configuration import OpenVLAConfig
+from openvla.model.projector import PrismaticProjector
+from openvla.model.vision import LayerScale, PrismaticVisionBackbone
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+
+class UnnormKeyError(KeyError, ValueError):
+    """``unnorm_key`` is missing or unknown; the message lists the datasets in ``norm_stats``."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0])
+
+
+@dataclass
+class OpenVLAOutput(ModelOutput):
+    """Output of ``OpenVLAForActionPrediction.forward``; ``logits`` cover the full multimodal sequence."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    cache: Any = None  # the LLM's KV cache (transformers ≥ 5.2 calls it `cache`, OpenVLA `past_key_values`)
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    projector_features: torch.Tensor | None = None
+
+    @property
+    def past_key_values(self) -> Any:
+        return self.cache
+
+
+class OpenVLAForActionPrediction(PreTrainedModel):
+    config_class = OpenVLAConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules: ClassVar[list[str]] = ["PrismaticProjector", "Block"]
+    _skip_keys_device_placement = "cache"
+    _supports_sdpa = True
+    _supports_flash_attn = True
+
+    def __init__(self, config: OpenVLAConfig) -> None:
+        super().__init__(config)
+        self.vision_backbone = PrismaticVisionBackbone(
+            config.use_fused_vision_backbone,
+            config.timm_model_ids,
+            config.image_sizes,
+            config.timm_override_act_layers,
+            config.timm_model_kwargs,
+        )
+        self.projector = PrismaticProjector(
+            config.use_fused_vision_backbone, self.vision_backbone.embed_dim, config.text_config.hidden_size
+        )
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self._action_tokenizer = None
+        self.post_init()
+
+    # ------------------------------------------------------------------------------------------------------------
+    # transformers plumbing
+    # ------------------------------------------------------------------------------------------------------------
+    def _init_weights(self, module: nn.Module) -> None:
+        # Linear/Embedding/norms as transformers' default; our LayerScale keeps the value timm gave it (1e-5 for
+        # DINOv2). timm's own parameters (cls/reg tokens, pos_embed, attention-pool latent) keep timm's init.
+        if isinstance(module, LayerScale):
+            return
+        super()._init_weights(module)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_output_embeddings(value)
+
+    def get_decoder(self) -> nn.Module:
+        return self.language_model.get_decoder()
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        """Checkpoint the LLM decoder layers and the ViT blocks."""
+        self.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+        self.vision_backbone.featurizer.set_grad_checkpointing(True)
+        if self.config.use_fused_vision_backbone:
+            self.vision_backbone.fused_featurizer.set_grad_checkpointing(True)
+
+    def fsdp_wrap_classes(self) -> set[type[nn.Module]]:
+        """Module classes to auto-wrap with FSDP: ViT blocks, LLM decoder layers and the projector (DESIGN §7)."""
+        classes: set[type[nn.Module]] = {type(self.projector), type(self.language_model.get_decoder().layers[0])}
+        classes.add(type(self.vision_backbone.featurizer.blocks[0]))
+        if self.config.use_fused_vision_backbone:
+            classes.add(type(self.vision_backbone.fused_featurizer.blocks[0]))
+        return classes
+
+    def unused_parameter_names(self) -> list[str]:
+        """Parameters that never get a gradient (ViT last block, final norm, heads); DDP needs to know them."""
+        names = []
+        prefixes = ["vision_backbone.featurizer"] + (
+            ["vision_backbone.fused_featurizer"] if self.config.use_fused_vision_backbone else []
+        )
+        for prefix in prefixes:
+            vit = self.get_submodule(prefix)
+            last = len(vit.blocks) - 1
+            for name, _ in vit.named_parameters():
+                if name.startswith(f"blocks.{last}.") or not (
+                    name.startswith("blocks.")
+                    or name.split(".")[0] in {"cls_token", "reg_token", "pos_embed", "patch_embed", "norm_pre"}
+                ):
+                    names.append(f"{prefix}.{name}")
+        return names
+
+    # ------------------------------------------------------------------------------------------------------------
+    # forward
+    # ------------------------------------------------------------------------------------------------------------
+    def project_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[B, 3·n, S, S] → projected patch embeddings [B, P, H]."""
+        dtype = self.projector.fc1.weight.dtype
+        return self.projector(self.vision_backbone(pixel_values.to(dtype)))
+
+    def _multimodal_inputs(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+        """Embeddings, mask and labels of [BOS] + patches + rest, and the projected patches."""
+        patches = self.project_images(pixel_values)  # (B, P, H)
+        embeds = self.get_input_embeddings()(input_ids)  # (B, L, H)
+        embeds = torch.cat([embeds[:, :1], patches.to(embeds.dtype), embeds[:, 1:]], dim=1)
+        bsz, n_patches = patches.shape[:2]
+        if attention_mask is not None:
+            ones = attention_mask.new_ones(bsz, n_patches)
+            attention_mask = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:]], dim=1)
+        if labels is not None:
+            ignore = labels.new_full((bsz, n_patches), IGNORE_INDEX)
+            labels = torch.cat([labels[:, :1], ignore, labels[:, 1:]], dim=1)
+        return embeds, attention_mask, labels, patches
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        cache: Any = None,
+        position_ids: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_projector_features: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> OpenVLAOutput | tuple:
+        """Causal-LM forward over [BOS] + patches + prompt (inputs right-padded, BOS first).
+
+        Without ``pixel_values`` (or when continuing from a ``cache``) this is the plain LLM. ``past_key_values``
+        (OpenVLA's name) is accepted as an alias of ``cache``.
+        """
+        cache = kwargs.pop("past_key_values", None) if cache is None else cache
+        for name, flag in (("output_attentions", output_attentions), ("output_hidden_states", output_hidden_states)):
+            if flag is not None:
+                kwargs[name] = flag
+        output_projector_features = (
+            output_projector_features if output_projector_features is not None else self.config.output_projector_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        patches = None
+        if pixel_values is not None and cache is None and inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("OpenVLAForActionPrediction.forward: pixel_values given without input_ids")
+            inputs_embeds, attention_mask, labels, patches = self._multimodal_inputs(
+                input_ids, attention_mask, pixel_values, labels
+            )
+            input_ids = None
+        out = self.language_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            cache=cache,
+            position_ids=position_ids,
+            use_cache=use_cache,
+            return_dict=True,
+            **kwargs,
+        )
+        result = OpenVLAOutput(
+            loss=out.loss,
+            logits=out.logits,
+            cache=out.cache,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+            projector_features=patches if output_projector_features else None,
+        )
+        return result if return_dict else result.to_tuple()
+
+    # ------------------------------------------------------------------------------------------------------------
+    # action prediction
+    # ------------------------------------------------------------------------------------------------------------
+    @property
+    def action_tokenizer(self) -> Any:
+        """The uniform ``ActionTokenizer`` over the unpadded vocabulary (settable, e.g. to a quantile one)."""
+        if self._action_tokenizer is None:
+            from openvla.actions import ActionTokenizer
+
+            self._action_tokenizer = ActionTokenizer(self.config.base_vocab_size, self.config.n_action_bins)
+        return self._action_tokenizer
+
+    @action_tokenizer.setter
+    def action_tokenizer(self, value: Any) -> None:
+        self._action_tokenizer = value
+
+    def _norm_stats_entry(self, unnorm_key: str | None) -> dict:
+        norm_stats = self.config.norm_stats or {}
+        if not norm_stats:
+            raise UnnormKeyError("model config has no norm_stats: set config.norm_stats to the dataset statistics JSON")
+        if unnorm_key is None:
+            if len(norm_stats) != 1:
+                raise UnnormKeyError(
+                    f"the model was trained on several datasets; pass unnorm_key, one of {sorted(norm_stats)}"
+                )
+            unnorm_key = next(iter(norm_stats))
+        if unnorm_key not in norm_stats:
+            raise UnnormKeyError(f"unnorm_key {unnorm_key!r} not in norm_stats; available keys: {sorted(norm_stats)}")
+        return norm_stats[unnorm_key]
+
+    def get_action_stats(self, unnorm_key: str | None = None) -> dict:
+        """``norm_stats[unnorm_key]["action"]`` (the key may be omitted when there is exactly one dataset)."""
+        return self._norm_stats_entry(unnorm_key)["action"]
+
+    def get_action_dim(self, unnorm_key: str | None = None) -> int:
+        return len(self.get_action_stats(unnorm_key)["q01"])
+
+    @torch.no_grad()
+    def generate_action_tokens(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        num_tokens: int = 7,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Generate ``num_tokens`` ids after each prompt (+ "▁"): [B, num_tokens].
+
+        Prompts may be padded on either side (``attention_mask`` marks the real tokens, which must be contiguous
+        and start with BOS). Each row is rebuilt as [BOS] + patches + prompt + "▁", the rows are left-aligned so
+        every row's last token is at the end, positions are counted from each row's first real token, and the
+        tokens are decoded with the KV cache. A batch gives the same tokens as one prompt at a time.
+        """
+        if input_ids.dim() == 1:
+            input_ids = input_ids[None]
+        if pixel_values.dim() == 3:
+            pixel_values = pixel_values[None]
+        device = self.get_input_embeddings().weight.device
+        input_ids = input_ids.to(device)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        attention_mask = attention_mask.to(device).bool()
+        space = self.config.space_token_id
+        rows = []
+        for ids, mask in zip(input_ids, attention_mask, strict=True):
+            row = ids[mask]
+            if row.numel() == 0:
+                raise ValueError("generate_action_tokens: a prompt has no tokens (attention_mask all zero)")
+            if int(row[-1]) != space:
+                row = torch.cat([row, row.new_tensor([space])])
+            rows.append(row)
+        # Right-pad (BOS first, as forward expects), build [BOS] + patches + prompt, then roll every row left-aligned.
+        length = max(len(r) for r in rows)
+        ids = input_ids.new_full((len(rows), length), self.config.pad_token_id)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        embeds, mask, _, _ = self._multimodal_inputs(ids, mask, pixel_values.to(device))
+        total = mask.shape[1]
+        n_pad = total - mask.sum(dim=1, keepdim=True)  # (B, 1)
+        src = (torch.arange(total, device=device)[None] - n_pad) % total  # position t reads t − n_pad
+        embeds = torch.gather(embeds, 1, src[..., None].expand_as(embeds))
+        mask = torch.gather(mask, 1, src)
+        position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
+
+        lm = self.language_model
+        out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=True, logits_to_keep=1)
+        generated = []
+        for step in range(num_tokens):
+            logits = out.logits[:, -1].float()
+            if do_sample:
+                probs = torch.softmax(logits / max(temperature, 1e-5), dim=-1)
+                token = torch.multinomial(probs, 1, generator=generator)[:, 0]
+            else:
+                token = logits.argmax(dim=-1)
+            generated.append(token)
+            if step == num_tokens - 1:
+                break
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            position_ids = position_ids[:, -1:] + 1
+            out = lm(
+                input_ids=token[:, None],
+                attention_mask=mask,
+                position_ids=position_ids,
+                cache=out.cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        return torch.stack(generated, dim=1)
+
+    @torch.no_grad()
+    def predict_action(
+        self,
+        input_ids: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        unnorm_key: str | None = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """Unnormalized actions: shape (action_dim,) for one prompt (as OpenVLA), (B, action_dim) for B > 1."""
+        if input_ids is None or pixel_values is None:
+            raise ValueError("predict_action needs input_ids and pixel_values (from the processor)")
+        if kwargs:
+            logger.debug("predict_action ignores %s", sorted(kwargs))
+        stats = self.get_action_stats(unnorm_key)
+        action_dim = len(stats["q01"])
+        tokens = self.generate_action_tokens(
+            input_ids, pixel_values, attention_mask, num_tokens=action_dim, do_sample=do_sample, temperature=temperature
+        )
+        from openvla.actions import unnormalize
+
+        normalized = self.action_tokenizer.decode(tokens.cpu().numpy())
+        actions = np.asarray(unnormalize(normalized, stats, kind=self.config.action_normalization), dtype=np.float32)
+        return actions[0] if actions.shape[0] == 1 else actions
+
+
+def build_vla(config: OpenVLAConfig, attn_implementation: str | None = None) -> OpenVLAForActionPrediction:
+    """A randomly initialised VLA from ``config`` (no download). Works under ``torch.device("meta")``."""
+    if attn_implementation is not None:
+        config.text_config._attn_implementation = attn_implementation
+    return OpenVLAForActionPrediction(config)

@@ -40,6 +40,10 @@ def main(
     setup_logging()
     all_params = load_params(params)
     cfg = all_params.stats
+    if all_params.data.registry_file:  # the user's own datasets (README "Add your own robot dataset")
+        from openvla.data.registry import load_registry_file
+
+        load_registry_file(all_params.data.registry_file)
     with stage_run("stats", cfg, experiment=all_params.project.name) as run:
         summary = write_statistics(
             data_dir, cfg.dataset_name, out=out, plots_dir=plots_dir, cache_dir=cache_dir, bins=cfg.histogram_bins

@@ -248,7 +248,7 @@ def read_training_actions(
     names = [name for name, _ in get_mixture(mixture)]
     chunks, dataset_index, episode_index = [], [], []
     for g, name in enumerate(names):
-        trajectories = standardized_trajectories(data_dir, name, split="train", train=True, shuffle=False)
+        trajectories = standardized_trajectories(data_dir, name, split="train", train=True, shuffle=False, cameras=())
         count = 0
         for e, traj in enumerate(trajectories.traj_map(lambda t: {"action": t["action"]}).iterator()):
             action = np.asarray(traj["action"], dtype=np.float32)

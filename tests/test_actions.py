@@ -13,6 +13,7 @@ from openvla.actions import (
     QuantileActionTokenizer,
     load_action_tokenizer,
     normalize,
+    resolve_action_tokenizer,
     save_action_tokenizer,
     unnormalize,
 )
@@ -156,6 +157,15 @@ def test_save_load_restores_the_exact_tokenizer(tmp_path, scheme):
     values = _skewed(500, seed=9)
     np.testing.assert_array_equal(back.decode(back.encode(values)), tok.decode(tok.encode(values)))
     assert not list(tmp_path.glob(".tok*"))  # no temporary left behind by the atomic write
+
+
+def test_resolve_uses_the_saved_tokenizer_or_uniform_and_checks_sizes(tmp_path):
+    assert type(resolve_action_tokenizer(None, V)) is ActionTokenizer
+    assert type(resolve_action_tokenizer(tmp_path / "absent", V)) is ActionTokenizer
+    save_action_tokenizer(QuantileActionTokenizer.fit(_skewed(500), V), tmp_path / "tok")
+    assert isinstance(resolve_action_tokenizer(tmp_path / "tok", V), QuantileActionTokenizer)
+    with pytest.raises(ValueError, match="vocab_size=32000"):
+        resolve_action_tokenizer(tmp_path / "tok", 32064)
 
 
 def test_load_names_the_missing_file(tmp_path):

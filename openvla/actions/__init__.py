@@ -5,6 +5,7 @@ from openvla.actions.tokenizer import (
     ActionTokenizer,
     QuantileActionTokenizer,
     load_action_tokenizer,
+    resolve_action_tokenizer,
     save_action_tokenizer,
 )
 
@@ -15,6 +16,7 @@ __all__ = [
     "QuantileActionTokenizer",
     "load_action_tokenizer",
     "normalize",
+    "resolve_action_tokenizer",
     "save_action_tokenizer",
     "unnormalize",
 ]

@@ -278,3 +278,21 @@ def load_action_tokenizer(directory: str | Path) -> ActionTokenizer:
 def read_tokenizer_metadata(directory: str | Path) -> dict[str, Any]:
     """The JSON a saved tokenizer carries (scheme, sizes and the ``extra`` fitting information)."""
     return json.loads((Path(directory) / TOKENIZER_FILE).read_text())
+
+
+def resolve_action_tokenizer(directory: str | Path | None, vocab_size: int, n_bins: int = 256) -> ActionTokenizer:
+    """The tokenizer saved in ``directory`` (the ``bins`` stage output), or OpenVLA's uniform one without it.
+
+    Training and exports call this so a fitted scheme is used end to end; a saved tokenizer made for another
+    vocabulary or bin count is an error (its ids would not be the model's action tokens).
+    """
+    if directory is None or not (Path(directory) / TOKENIZER_FILE).is_file():
+        return ActionTokenizer(vocab_size, n_bins)
+    tokenizer = load_action_tokenizer(directory)
+    if (tokenizer.vocab_size, tokenizer.n_bins) != (vocab_size, n_bins):
+        raise ValueError(
+            f"{directory}: action tokenizer made for vocab_size={tokenizer.vocab_size}, n_bins={tokenizer.n_bins}, "
+            f"but the model has vocab_size={vocab_size}, n_bins={n_bins} (rerun the `bins` stage with this "
+            "model.tokenizer, or align bins.n_bins with the model's n_action_bins)"
+        )
+    return tokenizer

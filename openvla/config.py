@@ -50,6 +50,12 @@ class DemosConfig:
     max_steps: int = 0  # step budget of one attempt; 0 = the suite's evaluation budget (220 for libero_spatial)
     cheap_rendering: bool = True  # no anti-aliasing/shadows/reflections (~3x faster); eval_libero must match
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.noise_fraction <= 1.0:
+            raise ValueError(f"noise_fraction must be in [0, 1], got {self.noise_fraction}")
+        if self.num_demos < 1 or self.max_attempts < self.num_demos:
+            raise ValueError(f"need 1 ≤ num_demos ≤ max_attempts, got {self.num_demos} and {self.max_attempts}")
+
 
 @dataclass(frozen=True)
 class ConvertConfig:
@@ -182,9 +188,22 @@ class EvalLiberoConfig:
     resolution: int = 128  # rendered camera size (must match the demos')
     center_crop: bool = True  # OpenVLA's 90%-area centre crop, when the model was trained with augmentation
     execution: Literal["open_loop", "ensemble"] = "ensemble"  # how an action chunk is executed
+    ensemble_decay: float = 0.01  # temporal ensembling weights exp(-decay·i), i = 0 oldest prediction (ACT: 0.01)
     videos: int = 2  # rollouts written as MP4
-    workers: int = 2
-    seed: int = 0
+    workers: int = 2  # simulator processes (each loads its own copy of the policy)
+    seed: int = 0  # seeds the random policy per episode and the env
+    max_steps: int = 0  # policy steps per episode; 0 = the suite's (spatial/object/goal/10/90: 220/280/300/520/400)
+    cheap_rendering: bool = True  # no anti-aliasing/shadows/reflections; must equal how the training data was rendered
+    unnorm_key: str = ""  # dataset key of the model's action statistics ("" = its only one)
+
+    def __post_init__(self) -> None:
+        if self.episodes_per_task < 1 or self.first_init_state < 0:
+            raise ValueError("episodes_per_task must be ≥ 1 and first_init_state ≥ 0")
+        if self.first_init_state + self.episodes_per_task > 50:
+            raise ValueError(
+                f"first_init_state + episodes_per_task = {self.first_init_state + self.episodes_per_task} > 50, "
+                "the number of fixed initial states of a LIBERO task"
+            )
 
 
 @dataclass(frozen=True)

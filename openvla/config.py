@@ -174,7 +174,9 @@ class ExportConfig:
     """Hugging Face export (DESIGN §10)."""
 
     name: str = "openvla-embedded"  # directory models/<name>-hf/
-    max_shard_size: str = "5GB"
+    max_shard_size: str = "5GB"  # safetensors shards above this size are split (transformers' max_shard_size)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto keeps the checkpoint's; OpenVLA ships bf16
+    max_artifact_mb: float = 2048.0  # log the export to MLflow as artifacts only below this size (else tag the path)
 
 
 @dataclass(frozen=True)

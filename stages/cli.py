@@ -8,6 +8,8 @@ from __future__ import annotations
 import typer
 
 from stages import bins, convert, stats
+from stages import export as export_stage
+from stages import serve as serve_stage
 
 app = typer.Typer(
     name="openvla",
@@ -20,6 +22,8 @@ app = typer.Typer(
 app.command("convert")(convert.main)
 app.command("stats")(stats.main)
 app.command("bins")(bins.main)
+app.command("export")(export_stage.main)
+app.command("serve")(serve_stage.main)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,79 @@
+"""The served policy: an ``OpenVLAForActionPrediction`` and its processor behind ``predict_batch``.
+
+One request = one uint8 image + one instruction. A batch builds OpenVLA's prompt for each instruction
+(``build_action_prompt``: ``In: What action should the robot take to {instruction}?\\nOut:``), preprocesses the images
+exactly as ``AutoProcessor`` does (``Image.fromarray(image).convert("RGB")`` as OpenVLA's deploy server), and makes a
+single ``predict_action`` call; the model's batched decoding gives each row the tokens it would get alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class HFPredictor:
+    """``predict_batch`` over an OpenVLA model + ``PrismaticProcessor`` (the server's ``BatchPredictor``)."""
+
+    def __init__(self, model: Any, processor: Any) -> None:
+        self.model = model
+        self.processor = processor
+        self.unnorm_keys: list[str] = list(model.config.norm_stats or {})
+        if not self.unnorm_keys:
+            log.warning("the model has no norm_stats: /act cannot unnormalize actions and will answer 500")
+        self._device = next(model.parameters()).device
+        self._dtype = next(model.parameters()).dtype
+
+    def predict_batch(
+        self, images: Sequence[np.ndarray], instructions: Sequence[str], unnorm_key: str | None
+    ) -> list[np.ndarray]:
+        """Images (H, W, 3) uint8 + instructions → one (action_dim,) float32 array per request."""
+        from PIL import Image
+
+        from openvla.model.prompts import build_action_prompt
+
+        prompts = [build_action_prompt(text, self.model.config.llm_backbone_id) for text in instructions]
+        pil_images = [Image.fromarray(np.asarray(image)).convert("RGB") for image in images]
+        inputs = self.processor(prompts if len(prompts) > 1 else prompts[0], pil_images, padding=len(prompts) > 1)
+        inputs = {k: v.to(self._device) for k, v in inputs.items()}
+        inputs["pixel_values"] = inputs["pixel_values"].to(self._dtype)
+        actions = np.asarray(self.model.predict_action(**inputs, unnorm_key=unnorm_key, do_sample=False))
+        if len(images) == 1:
+            actions = actions[None]
+        return [np.asarray(a, dtype=np.float32) for a in actions]
+
+
+def _resolve(device: str, dtype: str) -> tuple[Any, Any]:
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
+    if dtype not in {"float32", "bfloat16", "float16"}:
+        raise ValueError(f"dtype: expected auto, float32, bfloat16 or float16, got {dtype!r}")
+    return torch.device(device), getattr(torch, dtype)
+
+
+def load_hf_predictor(model_dir: str | Path, device: str = "auto", dtype: str = "auto") -> HFPredictor:
+    """Load an exported (or official-format) directory once, through the Auto classes, and wrap it."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from openvla.hf.registration import register
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: no config.json; pass an exported model directory (openvla export)")
+    register()
+    torch_device, torch_dtype = _resolve(device, dtype)
+    log.info("loading %s on %s (%s)", model_dir, torch_device, torch_dtype)
+    model = AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=torch_dtype, low_cpu_mem_usage=True)
+    model.to(torch_device).eval()
+    processor = AutoProcessor.from_pretrained(str(model_dir))
+    return HFPredictor(model, processor)

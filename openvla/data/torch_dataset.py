@@ -19,13 +19,6 @@ from openvla.data.loader import seed_offset
 from openvla.tf_import import import_tensorflow
 
 
-def _to_numpy(element: Any) -> Any:
-    """tf.data numpy element → plain nested dict of numpy arrays (bytes stay bytes)."""
-    if isinstance(element, dict):
-        return {k: _to_numpy(v) for k, v in element.items()}
-    return element
-
-
 class RLDSIterableDataset(IterableDataset):
     """Yields ``transform(frame)`` for every frame of ``make_tf_dataset()`` (a nested dict of numpy arrays).
 
@@ -62,7 +55,7 @@ class RLDSIterableDataset(IterableDataset):
         if finite and total > 1:
             dataset = dataset.shard(total, index)
         for element in dataset.as_numpy_iterator():
-            yield self.transform(_to_numpy(element))
+            yield self.transform(element)  # nested dict of numpy arrays; strings as bytes
 
 
 def numpy_collate_example(frames: list[dict]) -> dict:

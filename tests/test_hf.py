@@ -301,3 +301,20 @@ def test_export_stage_writes_sharded_bf16_export_metrics_and_mlflow_run(source_d
     assert runs[0].data.metrics["num_shards"] == metrics["num_shards"]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id, "model")}
     assert "model/config.json" in artifacts and "model/model.safetensors.index.json" in artifacts
+
+
+def test_checkpoint_is_found_through_a_run_directory_latest_pointer(tmp_path):
+    from openvla.hf.export import find_statistics, resolve_checkpoint
+
+    run = tmp_path / "runs" / "pretrain"
+    step = run / "checkpoints" / "step-000200"
+    step.mkdir(parents=True)
+    (step / "config.json").write_text("{}")
+    (step / "model.safetensors").write_bytes(b"")
+    (run / "latest").write_text("checkpoints/step-000200\n")
+    (run / "dataset_statistics.json").write_text(json.dumps({"libero_embedded": {"action": {}}}))
+    assert resolve_checkpoint(run) == step
+    assert resolve_checkpoint(step) == step
+    assert find_statistics(step, run) == {"libero_embedded": {"action": {}}}
+    with pytest.raises(FileNotFoundError, match="statistics file not found"):
+        find_statistics(step, run, tmp_path / "missing.json")

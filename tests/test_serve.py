@@ -205,3 +205,28 @@ def test_model_failure_is_a_500_that_does_not_stop_the_server():
             client.act(_image(), "explode")
         assert info.value.status == 500 and "boom" in info.value.message
         np.testing.assert_array_equal(client.act(_image(1), "fine"), EchoPredictor.expected(_image(1), "fine"))
+
+
+def test_openvla_serve_binds_loopback_by_default_and_loads_the_model_once(monkeypatch, tmp_path):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    import openvla.serve.policy as policy
+    from stages.cli import app
+
+    loads: list[str] = []
+    started: dict = {}
+    monkeypatch.setattr(policy, "load_hf_predictor", lambda path, **kw: loads.append(str(path)) or EchoPredictor())
+    monkeypatch.setattr(uvicorn, "run", lambda app_, **kw: started.update(app=app_, **kw))
+    params = tmp_path / "params.yaml"
+    params.write_text("serve:\n  port: 8123\n  max_batch: 4\n")
+    result = CliRunner().invoke(app, ["serve", "--model-dir", str(tmp_path / "m-hf"), "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    assert loads == [str(tmp_path / "m-hf")]
+    assert started["host"] == "127.0.0.1" and started["port"] == 8123
+    assert started["app"].state.batcher.max_batch == 4
+
+    result = CliRunner().invoke(
+        app, ["serve", "--model-dir", str(tmp_path), "--params", str(params), "--host", "0.0.0.0"]
+    )
+    assert result.exit_code == 0 and started["host"] == "0.0.0.0"

@@ -22,6 +22,7 @@ INSTRUCTIONS = ["pick up the black bowl", "put the bowl on the plate", "open the
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory):
+    from openvla.actions.tokenizer import QuantileActionTokenizer, save_action_tokenizer
     from openvla.hf.export import export_hf
     from openvla.serve.policy import load_hf_predictor
 
@@ -29,8 +30,11 @@ def predictor(tmp_path_factory):
     source = tmp_path_factory.mktemp("merged")
     model.save_pretrained(str(source))
     (source / "dataset_statistics.json").write_text(json.dumps(model.config.norm_stats))
+    fitted = np.random.default_rng(0).uniform(-1, 1, size=(500, 7)) ** 3  # actions crowded near 0
+    save_action_tokenizer(QuantileActionTokenizer.fit(fitted, vocab_size=32000), source / "action_tokenizer")
     export = tmp_path_factory.mktemp("models") / "tiny-hf"
     export_hf(source, export)
+    assert (export / "action_tokenizer").is_dir()
     return load_hf_predictor(export, device="cpu", dtype="float32")
 
 
@@ -58,6 +62,8 @@ def test_server_answers_what_predict_action_gives(server, predictor):
     assert action.shape == (7,) and action.dtype == np.float32
     np.testing.assert_array_equal(action, expected)
     assert health["unnorm_keys"] == ["libero_embedded", "bridge_orig"]
+    # the fitted quantile bins travelled through the export: actions decode with them, not OpenVLA's uniform bins
+    assert type(predictor.model.action_tokenizer).__name__ == "QuantileActionTokenizer"
 
 
 def test_batched_prediction_equals_one_at_a_time(predictor):

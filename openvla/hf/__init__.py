@@ -12,6 +12,7 @@ _EXPORTS = {
     "register": "openvla.hf.registration",
     "PrismaticProcessor": "openvla.hf.processing",
     "export_hf": "openvla.hf.export",
+    "attach_action_tokenizer": "openvla.hf.loading",
     "check_official_layout": "openvla.hf.official",
     "official_config_dict": "openvla.hf.official",
 }

@@ -6,7 +6,8 @@ Input: an HF ``save_pretrained`` directory of ``OpenVLAForActionPrediction`` (th
 a pretraining ``checkpoints/step-XXXXXX/``), or a run directory with a ``latest`` pointer (``runs/pretrain``).
 Output (written atomically): ``config.json`` with the official keys, ``model*.safetensors`` (sharded above
 ``max_shard_size``) with the official parameter names, ``preprocessor_config.json`` and ``processor_config.json``
-as the official ones, the Llama tokenizer files (``<PAD>`` = 32000), and ``dataset_statistics.json``. The
+as the official ones, the Llama tokenizer files (``<PAD>`` = 32000), ``dataset_statistics.json``, and the
+fitted ``action_tokenizer/`` when the checkpoint has one (see ``openvla.hf.loading``). The
 directory is checked (layout, names, every tensor read back equal) before it replaces a previous export.
 """
 
@@ -18,6 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from openvla.hf.loading import ACTION_TOKENIZER_DIR, attach_action_tokenizer
 from openvla.hf.official import (
     IMAGE_PROCESSOR_TYPE,
     PROCESSOR_CLASS,
@@ -222,6 +224,9 @@ def export_hf(
         atomic_write_json(tmp / "processor_config.json", {"processor_class": PROCESSOR_CLASS})
         if model.config.norm_stats:
             atomic_write_json(tmp / STATISTICS_FILE, model.config.norm_stats)
+        if (checkpoint / ACTION_TOKENIZER_DIR).is_dir():  # a fitted (e.g. quantile) tokenizer travels with the model
+            attach_action_tokenizer(model, checkpoint)  # validates it against the model's vocabulary and bins
+            shutil.copytree(checkpoint / ACTION_TOKENIZER_DIR, tmp / ACTION_TOKENIZER_DIR)
         check_official_layout(tmp)
         _verify_weights(tmp, state_dict)
 

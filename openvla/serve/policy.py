@@ -65,6 +65,7 @@ def load_hf_predictor(model_dir: str | Path, device: str = "auto", dtype: str = 
     """Load an exported (or official-format) directory once, through the Auto classes, and wrap it."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from openvla.hf.loading import attach_action_tokenizer
     from openvla.hf.registration import register
 
     model_dir = Path(model_dir)
@@ -75,5 +76,6 @@ def load_hf_predictor(model_dir: str | Path, device: str = "auto", dtype: str = 
     log.info("loading %s on %s (%s)", model_dir, torch_device, torch_dtype)
     model = AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=torch_dtype, low_cpu_mem_usage=True)
     model.to(torch_device).eval()
+    attach_action_tokenizer(model, model_dir)
     processor = AutoProcessor.from_pretrained(str(model_dir))
     return HFPredictor(model, processor)

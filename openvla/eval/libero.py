@@ -1,0 +1,258 @@
+"""Closed-loop LIBERO evaluation, episodes run exactly as OpenVLA runs them (DESIGN §11).
+
+One episode of task ``t`` from fixed initial state ``i``: reset, set LIBERO's ``i``-th initial state, 10 no-op
+steps ``[0,0,0,0,0,0,−1]`` (objects settle), then up to the suite's max steps (spatial/object/goal/10/90:
+220/280/300/520/400) of: agentview frame → ``prepare_image`` (rotate 180°, JPEG round-trip, training resize,
+optional 90% centre crop) → ``policy.predict`` → chunk execution (open loop or temporal ensembling) → gripper
+mapping ([0,1] → [−1,1], binarize, flip) → ``env.step``. Success = the env's ``done`` (its goal predicates hold).
+
+Episodes are spread over ``workers`` spawned processes, each building its environment and its policy once.
+Results: per-task and total success rates with 95% Wilson intervals, episode lengths, MP4 videos of the first
+``videos`` episodes — to ``metrics/libero.json``, ``plots/libero/`` and MLflow.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import multiprocessing as mp
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from openvla.config import EvalLiberoConfig
+from openvla.eval.chunking import make_executor
+from openvla.eval.metrics import success_summary
+from openvla.eval.policy import Policy, PolicySpec, build_policy
+from openvla.eval.preprocess import libero_gripper, prepare_image, rotate_180
+from openvla.io import atomic_write_json
+from openvla.sim.suites import NOOP_ACTION, NUM_NOOP_STEPS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    task_id: int
+    init_index: int  # index into the task's fixed initial states
+    video: bool  # keep the frames for an MP4
+
+
+@dataclass
+class EpisodeResult:
+    task_id: int
+    init_index: int
+    success: bool
+    steps: int  # policy steps taken (no-op steps not counted)
+    seconds: float
+    frames: list[np.ndarray] | None = None  # upright agentview frames when a video was asked for
+
+
+def run_episode(
+    env: Any,
+    init_state: np.ndarray,
+    policy: Policy,
+    instruction: str,
+    *,
+    max_steps: int,
+    center_crop: bool,
+    execution: str = "ensemble",
+    ensemble_decay: float = 0.01,
+    record: bool = False,
+) -> tuple[bool, int, list[np.ndarray]]:
+    """One episode from ``init_state``; returns (success, policy steps, frames)."""
+    from openvla.sim.libero_env import camera_image, proprio, reset_to_state
+
+    executor = make_executor(execution, decay=ensemble_decay)
+    reset_to_state(env, init_state)
+    obs = None
+    for _ in range(NUM_NOOP_STEPS):
+        obs, _, _, _ = env.step(NOOP_ACTION.copy())
+    frames: list[np.ndarray] = []
+    for step in range(max_steps):
+        raw = camera_image(obs, "agentview")
+        if record:
+            frames.append(rotate_180(raw))
+        if executor.wants_query():
+            image = prepare_image(raw, policy.image_size, center_crop)
+            executor.push(policy.predict(image, instruction, proprio(obs)))
+        obs, _, done, _ = env.step(libero_gripper(executor.pop()))
+        if done:
+            if record:
+                frames.append(rotate_180(camera_image(obs, "agentview")))
+            return True, step + 1, frames
+    return False, max_steps, frames
+
+
+# --- worker side ------------------------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(cfg: EvalLiberoConfig, spec: PolicySpec) -> None:
+    from openvla.tf_import import import_tensorflow
+
+    # Before any GL context: triton (loaded by torch's compiler stack) segfaults when Mesa's LLVM is already
+    # loaded, and the image pipeline needs TensorFlow (whose import loads torch._dynamo first).
+    import_tensorflow()
+    _WORKER.clear()
+    _WORKER.update(cfg=cfg, spec=spec, policy=build_policy(spec), envs={})
+
+
+def _run_spec(ep: EpisodeSpec) -> EpisodeResult:
+    from openvla.sim.libero_env import get_task, init_states, make_env
+
+    cfg: EvalLiberoConfig = _WORKER["cfg"]
+    policy = _WORKER["policy"]
+    envs: dict[int, Any] = _WORKER["envs"]
+    if ep.task_id not in envs:
+        for old, _, _ in envs.values():  # one live environment per worker
+            old.close()
+        envs.clear()
+        task = get_task(cfg.suite, ep.task_id)
+        env = make_env(task, cfg.resolution, ("agentview",), seed=cfg.seed, cheap_rendering=cfg.cheap_rendering)
+        envs[ep.task_id] = (env, task, init_states(task))
+    env, task, states = envs[ep.task_id]
+    if ep.init_index >= len(states):
+        raise ValueError(
+            f"{cfg.suite} task {ep.task_id} has {len(states)} fixed initial states; "
+            f"eval_libero.first_init_state + episodes_per_task must stay ≤ {len(states)}"
+        )
+    if hasattr(policy, "reset"):
+        policy.reset(int(np.random.SeedSequence([cfg.seed, ep.task_id, ep.init_index]).generate_state(1)[0]))
+    start = time.perf_counter()
+    success, steps, frames = run_episode(
+        env,
+        states[ep.init_index],
+        policy,
+        task.language,
+        max_steps=cfg.max_steps or task.max_steps,
+        center_crop=cfg.center_crop,
+        execution=cfg.execution,
+        ensemble_decay=cfg.ensemble_decay,
+        record=ep.video,
+    )
+    return EpisodeResult(ep.task_id, ep.init_index, success, steps, time.perf_counter() - start, frames or None)
+
+
+def _results(cfg: EvalLiberoConfig, spec: PolicySpec, episodes: list[EpisodeSpec]) -> Iterator[EpisodeResult]:
+    if cfg.workers <= 1:
+        _init_worker(cfg, spec)
+        try:
+            yield from map(_run_spec, episodes)
+        finally:
+            for env, _, _ in _WORKER.get("envs", {}).values():
+                env.close()
+            _WORKER.clear()
+        return
+    ctx = mp.get_context("spawn")  # never fork a process holding GL contexts, torch or TF threads
+    with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(cfg, spec)) as pool:
+        # chunks of a task's episodes keep each worker on one environment as long as possible
+        chunksize = max(1, min(cfg.episodes_per_task // cfg.workers, 8))
+        yield from pool.imap_unordered(_run_spec, episodes, chunksize=chunksize)
+
+
+# --- the stage ----------------------------------------------------------------------------------------------------
+def evaluate_libero(
+    cfg: EvalLiberoConfig,
+    policy_spec: PolicySpec,
+    metrics_path: str | Path | None = None,
+    plots_dir: str | Path = "plots/libero",
+    run: Any | None = None,
+) -> dict[str, Any]:
+    """Run every (task, initial state) episode of ``cfg``; write plots/videos; return the summary metrics."""
+    from openvla.eval.video import write_mp4
+    from openvla.sim.libero_env import get_task
+
+    plots_dir = Path(plots_dir)
+    episodes = [
+        EpisodeSpec(t, i, video=False)
+        for t in cfg.task_ids
+        for i in range(cfg.first_init_state, cfg.first_init_state + cfg.episodes_per_task)
+    ]
+    for k in range(min(cfg.videos, len(episodes))):
+        episodes[k] = EpisodeSpec(episodes[k].task_id, episodes[k].init_index, video=True)
+    tasks = {t: get_task(cfg.suite, t) for t in cfg.task_ids}
+    start = time.perf_counter()
+    results: list[EpisodeResult] = []
+    videos: list[str] = []
+    bar = tqdm(total=len(episodes), desc=f"eval {cfg.suite}", unit="ep", dynamic_ncols=True)
+    with bar:
+        for res in _results(cfg, policy_spec, episodes):
+            if res.frames:
+                name = f"{cfg.suite}_task{res.task_id}_init{res.init_index}_{'success' if res.success else 'fail'}.mp4"
+                videos.append(str(write_mp4(plots_dir / "videos" / name, res.frames)))
+                res.frames = None
+            results.append(res)
+            done = sum(r.success for r in results)
+            bar.update(1)
+            bar.set_postfix(success=f"{done}/{len(results)}")
+            if run is not None:
+                run.log_metrics({"episode_success": float(res.success), "episode_steps": res.steps}, step=len(results))
+    minutes = (time.perf_counter() - start) / 60
+    results.sort(key=lambda r: (r.task_id, r.init_index))
+
+    per_task: dict[str, Any] = {}
+    for t in cfg.task_ids:
+        rs = [r for r in results if r.task_id == t]
+        per_task[str(t)] = {
+            "language": tasks[t].language,
+            **success_summary(sum(r.success for r in rs), len(rs)),
+            "steps_mean": float(np.mean([r.steps for r in rs])) if rs else 0.0,
+            "success_steps_mean": float(np.mean([r.steps for r in rs if r.success]))
+            if any(r.success for r in rs)
+            else None,
+        }
+    total = success_summary(sum(r.success for r in results), len(results))
+    summary: dict[str, Any] = {
+        "suite": cfg.suite,
+        "policy": policy_spec.kind,
+        **total,
+        "steps_mean": float(np.mean([r.steps for r in results])) if results else 0.0,
+        "minutes": minutes,
+        "seconds_per_episode": float(np.median([r.seconds for r in results])) if results else 0.0,
+        "init_states": [cfg.first_init_state, cfg.first_init_state + cfg.episodes_per_task],
+        "execution": cfg.execution,
+        "center_crop": cfg.center_crop,
+        "tasks": per_task,
+        "videos": videos,
+    }
+    _write_plots(plots_dir, results, per_task)
+    if metrics_path is not None:
+        atomic_write_json(metrics_path, summary)
+    if run is not None:
+        run.log_metrics({k: v for k, v in total.items()})
+        run.log_metrics({f"task{t}.success_rate": v["success_rate"] for t, v in per_task.items()})
+        run.log_artifacts(plots_dir, "libero")
+    log.info(
+        "LIBERO %s: %d/%d successes (%.1f%%, 95%% CI %.1f–%.1f%%) in %.1f min",
+        cfg.suite,
+        total["successes"],
+        total["episodes"],
+        100 * total["success_rate"],
+        100 * total["ci95_low"],
+        100 * total["ci95_high"],
+        minutes,
+    )
+    return summary
+
+
+def _write_plots(plots_dir: Path, results: list[EpisodeResult], per_task: dict[str, Any]) -> None:
+    """``episodes.csv`` (one row per episode) and ``success.csv`` (per task, with the Wilson interval)."""
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    with open(plots_dir / "episodes.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["task_id", "init_index", "success", "steps", "seconds"])
+        w.writeheader()
+        for r in results:
+            row = {k: v for k, v in asdict(r).items() if k != "frames"}
+            row["success"] = int(row["success"])
+            w.writerow(row)
+    with open(plots_dir / "success.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["task_id", "success_rate", "ci95_low", "ci95_high", "episodes"])
+        for t, v in per_task.items():
+            w.writerow([t, v["success_rate"], v["ci95_low"], v["ci95_high"], v["episodes"]])

@@ -1,0 +1,230 @@
+"""LIBERO evaluation: OpenVLA's image pipeline (equal to training's), gripper mapping, chunk execution, Wilson
+intervals, the policies, and short closed-loop episodes in the real simulator (``sim``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from sim_fixtures import SIM_RESOLUTION, shared_spatial_env
+
+from openvla.config import EvalLiberoConfig
+from openvla.eval.chunking import OpenLoopExecutor, TemporalEnsembleExecutor, ensemble_weights, make_executor
+from openvla.eval.metrics import success_summary, wilson_interval
+from openvla.eval.policy import PolicySpec, RandomPolicy, VLAPolicy, build_policy
+from openvla.eval.preprocess import libero_gripper, prepare_image
+
+
+@pytest.fixture
+def spatial_env():
+    return shared_spatial_env()
+
+
+# --- image pipeline -------------------------------------------------------------------------------------------------
+def _frame(size: int = 128, seed: int = 0) -> np.ndarray:
+    """A camera-like frame: smooth gradients, edges and some noise (JPEG and lanczos both have work to do)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    img = np.stack([200 * x, 150 * y + 50 * np.sin(12 * x), 120 + 100 * np.cos(7 * (x + y))], -1)
+    img[size // 4 : size // 2, size // 3 : size // 2] = [20, 30, 200]  # a hard-edged "object"
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _training_frame(raw: np.ndarray, size: int, center_crop: bool) -> np.ndarray:
+    """What training sees for a raw LIBERO frame: the converter's rotation and RLDS JPEG feature, then the data
+    pipeline's decode + resize (and, for the crop case, the deterministic counterpart of its random crop)."""
+    from openvla.data.convert import _prepare_images
+    from openvla.data.image_ops import center_crop_resize, decode_and_resize
+    from openvla.data.rlds_writer import episode_features
+
+    episode = SimpleNamespace(image=raw[None], wrist_image=None)
+    stored = _prepare_images(episode, rotate_180=True, image_size=0).image[0]
+    features = episode_features(stored.shape, state_dim=8, action_dim=7)
+    encoded = features["steps"]["observation"]["image"].encode_example(stored)
+    image = decode_and_resize(encoded, size)
+    if center_crop:
+        image = center_crop_resize(image)
+    return image.numpy()
+
+
+@pytest.mark.parametrize("size", [64, 128, 224])
+@pytest.mark.parametrize("center_crop", [False, True])
+def test_eval_image_pipeline_equals_training_pipeline(size, center_crop):
+    raw = _frame(128)
+    expected = _training_frame(raw, size, center_crop)
+    got = prepare_image(raw, size, center_crop)
+    assert got.shape == (size, size, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_eval_image_is_rotated_upright():
+    raw = np.zeros((128, 128, 3), np.uint8)
+    raw[:16] = 255  # LIBERO renders upside down: a bright band at the top of the raw frame ...
+    img = prepare_image(raw, 128, center_crop=False)
+    assert img[-8:].mean() > 200 and img[:8].mean() < 30  # ... is at the bottom of the policy's frame
+
+
+# --- gripper and chunks ----------------------------------------------------------------------------------------------
+def test_gripper_mapping_binarizes_and_flips_to_libero_convention():
+    actions = np.array([[0.1, -0.2, 0.3, 0.0, 0.01, -0.02, g] for g in (1.0, 0.7, 0.2, 0.0)])
+    out = libero_gripper(actions)
+    np.testing.assert_array_equal(out[:, -1], [-1.0, -1.0, 1.0, 1.0])  # 1 = open → −1 (LIBERO open)
+    np.testing.assert_array_equal(out[:, :6], actions[:, :6])
+    assert actions[0, -1] == 1.0  # input untouched
+
+
+def test_temporal_ensembling_averages_overlapping_predictions_oldest_first():
+    decay = 0.5
+    ex = TemporalEnsembleExecutor(decay)
+    a, b, c, d = (np.arange(3)[:, None] + 10 * k + np.zeros((3, 7)) for k in range(1, 5))  # chunks of K = 3
+    ex.push(a)
+    np.testing.assert_allclose(ex.pop(), a[0])
+    ex.push(b)
+    w = np.exp(-decay * np.arange(2))
+    w /= w.sum()
+    np.testing.assert_allclose(ex.pop(), w[0] * a[1] + w[1] * b[0])
+    ex.push(c)
+    w3 = ensemble_weights(3, decay)
+    np.testing.assert_allclose(ex.pop(), w3[0] * a[2] + w3[1] * b[1] + w3[2] * c[0])
+    ex.push(d)  # a has ended: three predictions (b, c, d) cover step 3
+    np.testing.assert_allclose(ex.pop(), w3[0] * b[2] + w3[1] * c[1] + w3[2] * d[0])
+    np.testing.assert_allclose(w3, np.exp(-0.5 * np.arange(3)) / np.exp(-0.5 * np.arange(3)).sum())
+    ex.reset()
+    with pytest.raises(RuntimeError):
+        ex.pop()
+
+
+def test_temporal_ensembling_of_single_actions_is_the_identity():
+    ex = make_executor("ensemble", decay=0.01)
+    for k in range(4):
+        ex.push(np.full((1, 7), float(k)))
+        np.testing.assert_array_equal(ex.pop(), np.full(7, float(k)))
+
+
+def test_open_loop_executes_the_whole_chunk_before_querying_again():
+    ex = OpenLoopExecutor()
+    assert ex.wants_query()
+    ex.push(np.arange(21, dtype=float).reshape(3, 7))
+    popped = []
+    while not ex.wants_query():
+        popped.append(ex.pop()[0])
+    assert popped == [0.0, 7.0, 14.0]
+    with pytest.raises(ValueError, match="open_loop"):
+        make_executor("closed")
+
+
+# --- statistics ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("k", "n", "low", "high"),
+    [(0, 10, 0.0, 0.27753), (5, 10, 0.23659, 0.76341), (10, 10, 0.72247, 1.0), (7, 20, 0.18119, 0.56714)],
+)
+def test_wilson_interval_values(k, n, low, high):
+    lo, hi = wilson_interval(k, n)
+    assert lo == pytest.approx(low, abs=1e-5) and hi == pytest.approx(high, abs=1e-5)
+
+
+def test_wilson_interval_rejects_impossible_counts():
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert success_summary(3, 4)["success_rate"] == 0.75
+
+
+# --- policies --------------------------------------------------------------------------------------------------------
+def test_random_policy_samples_the_q01_q99_box_and_is_seeded():
+    stats = {"q01": [-0.5] * 6 + [0.0], "q99": [0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 1.0], "mask": [True] * 6 + [False]}
+    policy = RandomPolicy(stats, chunk=4, seed=3)
+    acts = np.concatenate([policy.predict(None, "x") for _ in range(200)])
+    assert acts.shape == (800, 7)
+    assert (acts[:, :6] >= -0.5).all() and (acts[:, :6] <= np.array(stats["q99"][:6])).all()
+    assert (acts[:, 6] >= 0).all() and (acts[:, 6] <= 1).all() and acts[:, 6].std() > 0.2
+    policy.reset(11)
+    first = policy.predict(None, "x")
+    policy.reset(11)
+    np.testing.assert_array_equal(policy.predict(None, "x"), first)
+
+
+def test_build_policy_random_without_stats_uses_the_full_action_range():
+    policy = build_policy(PolicySpec(kind="random", image_size=96))
+    assert policy.image_size == 96
+    np.testing.assert_array_equal(policy.low, [-1, -1, -1, -1, -1, -1, 0])
+    with pytest.raises(ValueError, match="unknown policy kind"):
+        build_policy(PolicySpec(kind="nope"))  # type: ignore[arg-type]
+
+
+def test_vla_policy_prompts_like_openvla_and_returns_k_by_7():
+    calls = {}
+
+    class FakeProcessor:
+        def __call__(self, prompt, image):
+            calls["prompt"], calls["image"] = prompt, image
+            return {"input_ids": "ids", "pixel_values": "px", "attention_mask": "mask"}
+
+    class FakeModel:
+        config = SimpleNamespace(image_sizes=[96, 96], llm_backbone_id="llama2-7b-pure")
+
+        def predict_action(self, input_ids=None, pixel_values=None, attention_mask=None, unnorm_key=None, **kw):
+            calls["unnorm_key"], calls["do_sample"] = unnorm_key, kw.get("do_sample")
+            return np.arange(14, dtype=np.float32)  # a chunk of two actions
+
+    policy = VLAPolicy(FakeModel(), FakeProcessor(), unnorm_key="libero_embedded")
+    out = policy.predict(np.zeros((96, 96, 3), np.uint8), "Pick Up the Bowl")
+    assert policy.image_size == 96 and out.shape == (2, 7) and out[1, 0] == 7
+    assert calls["prompt"] == "In: What action should the robot take to pick up the bowl?\nOut:"
+    assert calls["image"].size == (96, 96)
+    assert calls["unnorm_key"] == "libero_embedded" and calls["do_sample"] is False
+
+
+def test_config_rejects_more_episodes_than_fixed_initial_states():
+    with pytest.raises(ValueError, match="> 50"):
+        EvalLiberoConfig(first_init_state=40, episodes_per_task=20)
+
+
+# --- closed loop in the simulator -------------------------------------------------------------------------------------
+class _KeepOpen:
+    """The shared session env, protected from the harness's ``close()``."""
+
+    def __init__(self, env):
+        self._env = env
+
+    def close(self):
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._env, name)
+
+
+@pytest.mark.sim
+def test_real_frame_goes_through_the_same_pipeline_as_training(spatial_env):
+    from openvla.sim.libero_env import camera_image, get_task, init_states, reset_to_state
+
+    obs = reset_to_state(spatial_env, init_states(get_task("libero_spatial", 0))[0])
+    raw = camera_image(obs, "agentview")
+    for center_crop in (False, True):
+        np.testing.assert_array_equal(prepare_image(raw, 96, center_crop), _training_frame(raw, 96, center_crop))
+
+
+@pytest.mark.sim
+def test_random_policy_episodes_write_metrics_plots_and_video(spatial_env, tmp_path, monkeypatch):
+    from openvla.eval.libero import evaluate_libero
+    from openvla.sim import libero_env
+
+    monkeypatch.setattr(libero_env, "make_env", lambda *a, **k: _KeepOpen(spatial_env))
+    cfg = EvalLiberoConfig(
+        episodes_per_task=2, first_init_state=30, resolution=SIM_RESOLUTION, videos=1, workers=1, max_steps=4
+    )
+    spec = PolicySpec(kind="random", image_size=SIM_RESOLUTION, seed=0)
+    summary = evaluate_libero(cfg, spec, metrics_path=tmp_path / "libero.json", plots_dir=tmp_path / "plots")
+    assert summary["episodes"] == 2 and summary["successes"] == 0 and summary["steps_mean"] == 4
+    assert summary["ci95_low"] == 0.0 and summary["ci95_high"] == pytest.approx(wilson_interval(0, 2)[1])
+    assert summary["init_states"] == [30, 32]
+    assert json.loads((tmp_path / "libero.json").read_text())["tasks"]["0"]["episodes"] == 2
+    with open(tmp_path / "plots" / "episodes.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["task_id"], r["init_index"], r["steps"]) for r in rows] == [("0", "30", "4"), ("0", "31", "4")]
+    videos = list((tmp_path / "plots" / "videos").glob("*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 1000

@@ -8,6 +8,8 @@ from __future__ import annotations
 import typer
 
 from stages import bins, convert, stats
+from stages import demos as demos_stage
+from stages import eval_libero as eval_libero_stage
 from stages import export as export_stage
 from stages import serve as serve_stage
 
@@ -19,11 +21,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+app.command("demos")(demos_stage.main)
 app.command("convert")(convert.main)
 app.command("stats")(stats.main)
 app.command("bins")(bins.main)
 app.command("export")(export_stage.main)
 app.command("serve")(serve_stage.main)
+app.command("eval-libero")(eval_libero_stage.main)
 
 if __name__ == "__main__":
     app()

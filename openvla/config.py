@@ -233,8 +233,11 @@ class ServeConfig:
     max_instruction_chars: int = 1000  # longer instructions are refused (422): the prompt must fit llm_max_length
     max_batch: int = 8  # requests batched together into one model call when they arrive at once
     batch_wait_ms: float = 2.0  # how long the first request of a batch waits for others (added latency when alone)
+    max_queue: int = 256  # requests waiting for the model beyond this get HTTP 503 (retry later) instead of piling up
 
     def __post_init__(self) -> None:
+        if self.max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, got {self.max_queue}")
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
         if self.batch_wait_ms < 0:

@@ -230,3 +230,33 @@ def test_openvla_serve_binds_loopback_by_default_and_loads_the_model_once(monkey
         app, ["serve", "--model-dir", str(tmp_path), "--params", str(params), "--host", "0.0.0.0"]
     )
     assert result.exit_code == 0 and started["host"] == "0.0.0.0"
+
+
+def test_overload_is_answered_503_and_the_server_recovers():
+    import time
+
+    class Slow(EchoPredictor):
+        def predict_batch(self, images, instructions, unnorm_key):
+            time.sleep(0.3)
+            return super().predict_batch(images, instructions, unnorm_key)
+
+    statuses: list[int] = []
+    lock = threading.Lock()
+    with BackgroundServer(Slow(["only"]), ServeConfig(max_batch=1, batch_wait_ms=0.0, max_queue=2)) as srv:
+
+        def send() -> None:
+            response = httpx.post(f"{srv.url}/act", content=_body(_image()), timeout=30)
+            with lock:
+                statuses.append(response.status_code)
+            if response.status_code == 503:
+                assert "serve.max_queue" in response.json()["error"]
+
+        threads = [threading.Thread(target=send) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert set(statuses) <= {200, 503} and statuses.count(200) >= 3 and 503 in statuses
+        assert httpx.get(f"{srv.url}/health").json()["rejected"] == statuses.count(503)
+        with ActClient(srv.url) as client:
+            np.testing.assert_array_equal(client.act(_image(2), "after"), EchoPredictor.expected(_image(2), "after"))

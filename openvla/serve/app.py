@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from openvla.config import ServeConfig
-from openvla.serve.batching import BatchPredictor, MicroBatcher
+from openvla.serve.batching import BatchPredictor, MicroBatcher, ServerBusy
 from openvla.serve.payload import PayloadError, max_body_bytes, parse_body, validate_request
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def create_app(predictor: BatchPredictor, config: ServeConfig | None = None, model_name: str = "openvla") -> FastAPI:
     """An ASGI app serving ``predictor``; start it with uvicorn (``openvla.serve.server.run_server``)."""
     config = config or ServeConfig()
-    batcher = MicroBatcher(predictor, max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms)
+    batcher = MicroBatcher(
+        predictor, max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms, max_queue=config.max_queue
+    )
     body_limit = max_body_bytes(config.max_image_bytes)
 
     @contextlib.asynccontextmanager
@@ -100,6 +102,8 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None, mod
             action = await batcher.submit(req.image, req.instruction, req.unnorm_key)
         except PayloadError as err:  # a predictor may still refuse an input it cannot handle
             return _error(err.status, err.message)
+        except ServerBusy as err:
+            return _error(503, str(err))
         except Exception as err:
             log.exception("/act failed")
             return _error(500, f"the model failed on this request: {type(err).__name__}: {err}")

@@ -34,6 +34,10 @@ class BatchPredictor(Protocol):
         ...
 
 
+class ServerBusy(RuntimeError):
+    """Too many requests are already waiting for the model (answered 503)."""
+
+
 @dataclass
 class BatchStats:
     """Counters exposed on ``/health`` (and read by the benchmark to show batching happened)."""
@@ -42,6 +46,7 @@ class BatchStats:
     batches: int = 0
     max_batch_seen: int = 0
     errors: int = 0
+    rejected: int = 0  # refused with 503 because the queue was full
     sizes: dict[int, int] = field(default_factory=dict)  # batch size → count
 
     def as_dict(self) -> dict:
@@ -52,6 +57,7 @@ class BatchStats:
             "mean_batch": round(mean, 3),
             "max_batch_seen": self.max_batch_seen,
             "errors": self.errors,
+            "rejected": self.rejected,
         }
 
 
@@ -66,7 +72,9 @@ class _Item:
 class MicroBatcher:
     """Collect requests into batches and run ``predictor.predict_batch`` on one worker thread."""
 
-    def __init__(self, predictor: BatchPredictor, max_batch: int = 8, batch_wait_ms: float = 2.0) -> None:
+    def __init__(
+        self, predictor: BatchPredictor, max_batch: int = 8, batch_wait_ms: float = 2.0, max_queue: int = 256
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"serve.max_batch must be at least 1, got {max_batch}")
         if batch_wait_ms < 0:
@@ -74,6 +82,7 @@ class MicroBatcher:
         self.predictor = predictor
         self.max_batch = max_batch
         self.wait_s = batch_wait_ms / 1000.0
+        self.max_queue = max_queue
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Item] | None = None
         self._task: asyncio.Task | None = None
@@ -96,8 +105,11 @@ class MicroBatcher:
         """Queue one request and wait for its action."""
         if self._queue is None or self._task is None or self._task.done():
             raise RuntimeError("the batcher is not running (server starting up or shutting down)")
+        if self._queue.qsize() >= self.max_queue:
+            self.stats.rejected += 1
+            raise ServerBusy(f"{self._queue.qsize()} requests are already waiting (serve.max_queue); retry shortly")
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Item(image, instruction, unnorm_key, future))
+        self._queue.put_nowait(_Item(image, instruction, unnorm_key, future))
         return await future
 
     async def _collect(self) -> list[_Item]:

@@ -318,3 +318,52 @@ def test_checkpoint_is_found_through_a_run_directory_latest_pointer(tmp_path):
     assert find_statistics(step, run) == {"libero_embedded": {"action": {}}}
     with pytest.raises(FileNotFoundError, match="statistics file not found"):
         find_statistics(step, run, tmp_path / "missing.json")
+
+
+def test_openvla_7b_config_is_written_with_the_official_values():
+    from openvla.hf.official import official_config_dict
+    from openvla.model.configs import get_model_config
+
+    config = official_config_dict(get_model_config("openvla-7b"), "bfloat16")
+    assert config["vision_backbone_id"] == "dinosiglip-vit-so-224px"
+    assert config["llm_backbone_id"] == "llama2-7b-pure"
+    assert config["arch_specifier"] == "no-align+fused-gelu-mlp"
+    assert config["hf_llm_id"] == "meta-llama/Llama-2-7b-hf"
+    assert config["timm_model_ids"] == ["vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"]
+    assert config["image_sizes"] == [224, 224] and config["timm_override_act_layers"] == [None, None]
+    assert config["image_resize_strategy"] == "resize-naive" and config["use_fused_vision_backbone"] is True
+    assert config["llm_max_length"] == 2048 and config["n_action_bins"] == 256
+    text = config["text_config"]
+    assert (text["hidden_size"], text["num_hidden_layers"], text["intermediate_size"]) == (4096, 32, 11008)
+    assert (text["vocab_size"], text["pad_token_id"], text["torch_dtype"], text["rope_theta"]) == (
+        32064,
+        32000,
+        "bfloat16",
+        10000.0,
+    )
+    assert "timm_model_kwargs" not in config  # null for full-size backbones: nothing the official code would not know
+
+
+def test_hub_style_text_config_with_four_keys_means_llama2_7b(tmp_path):
+    """The hub config.json of openvla-7b carries only model_type/pad_token_id/torch_dtype/vocab_size in text_config."""
+    from transformers import AutoConfig
+
+    config = official_config()
+    config.pop("timm_model_kwargs")
+    config["image_sizes"] = [224, 224]
+    config["text_config"] = {
+        "model_type": "llama",
+        "pad_token_id": 32000,
+        "torch_dtype": "bfloat16",
+        "vocab_size": 32064,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    text = loaded.text_config
+    assert (text.hidden_size, text.num_hidden_layers, text.intermediate_size, text.num_attention_heads) == (
+        4096,
+        32,
+        11008,
+        32,
+    )
+    assert text.vocab_size == 32064 and loaded.base_vocab_size == 32000 and loaded.space_token_id == 29871

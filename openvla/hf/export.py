@@ -199,7 +199,7 @@ def export_hf(
     checkpoint = resolve_checkpoint(source)
     log.info("exporting %s → %s", checkpoint, out_dir)
     model = OpenVLAForActionPrediction.from_pretrained(
-        str(checkpoint), dtype=None if dtype == "auto" else getattr(torch, dtype)
+        str(checkpoint), dtype="auto" if dtype == "auto" else getattr(torch, dtype)
     )
     model.eval()
     stats = find_statistics(checkpoint, source, statistics)

@@ -1,0 +1,163 @@
+"""Batched action prediction for evaluation: images + instructions → action tokens, normalized and real actions.
+
+``ActionPredictor.predict`` runs exactly what ``OpenVLAForActionPrediction.predict_action`` runs (prompt →
+``generate_action_tokens`` → ``action_tokenizer.decode`` → ``unnormalize``) but keeps the intermediate token ids and
+normalized values, which the offline metrics need (token accuracy, L1 in normalized space). Images go through the
+image processor's ``apply_transform`` one by one, as ``VLABatchTransform`` does for training.
+
+``load_predictor(model_dir)`` loads an exported HF directory through transformers' Auto classes (``import openvla``
+registers them) and falls back to ``OpenVLAForActionPrediction.from_pretrained`` plus the processor pieces for a
+plain ``save_pretrained`` checkpoint (no processor files: the image processor comes from the model config and the
+text tokenizer from ``tokenizer``, params ``model.tokenizer``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One batch of predictions, each (B, action_dim)."""
+
+    tokens: np.ndarray  # int64 action token ids (greedy)
+    normalized: np.ndarray  # float32 decoded bin values in the model's normalized space
+    actions: np.ndarray  # float32 unnormalized with the unnorm_key's statistics (what predict_action returns)
+
+
+class ActionPredictor:
+    """A VLA + its image processor + text tokenizer, predicting batches of actions."""
+
+    def __init__(self, model: Any, image_processor: Any, text_tokenizer: Any) -> None:
+        self.model = model
+        self.image_processor = image_processor
+        self.text_tokenizer = text_tokenizer
+        parameter = next(model.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
+
+    @property
+    def image_size(self) -> int:
+        """The square size the data pipeline resizes frames to (the model's input size)."""
+        return int(self.model.config.image_sizes[0])
+
+    @property
+    def action_tokenizer(self) -> Any:
+        return self.model.action_tokenizer
+
+    def action_stats(self, unnorm_key: str | None) -> dict:
+        """The ``action`` statistics predictions are unnormalized with (``UnnormKeyError`` lists the keys)."""
+        return self.model.get_action_stats(unnorm_key or None)
+
+    def prompts(self, instructions: Sequence[str]) -> list[str]:
+        from openvla.model.prompts import build_action_prompt
+
+        return [build_action_prompt(text, self.model.config.llm_backbone_id) for text in instructions]
+
+    def inputs(self, images: Sequence[np.ndarray], instructions: Sequence[str]) -> dict[str, Any]:
+        """Right-padded ``input_ids`` / ``attention_mask`` and ``pixel_values`` [B, 3·n, S, S] on the model's device."""
+        import torch
+
+        if len(images) != len(instructions):
+            raise ValueError(f"ActionPredictor: {len(images)} images but {len(instructions)} instructions")
+        rows = [self.text_tokenizer(p, add_special_tokens=True).input_ids for p in self.prompts(instructions)]
+        length = max(len(r) for r in rows)
+        pad = self.model.config.pad_token_id
+        input_ids = torch.full((len(rows), length), pad, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            attention_mask[i, : len(row)] = 1
+        pixel_values = torch.stack([self.image_processor.apply_transform(np.asarray(im)) for im in images])
+        return {
+            "input_ids": input_ids.to(self.device),
+            "attention_mask": attention_mask.to(self.device),
+            "pixel_values": pixel_values.to(self.device, self.dtype),
+        }
+
+    def predict(self, images: Sequence[np.ndarray], instructions: Sequence[str], unnorm_key: str | None) -> Prediction:
+        """Greedy action tokens for each (image, instruction) and their decoded / unnormalized values."""
+        import torch
+
+        from openvla.actions import unnormalize
+
+        stats = self.action_stats(unnorm_key)
+        inputs = self.inputs(images, instructions)
+        with torch.inference_mode():
+            tokens = self.model.generate_action_tokens(
+                inputs["input_ids"],
+                inputs["pixel_values"],
+                inputs["attention_mask"],
+                num_tokens=len(stats["q01"]),
+                do_sample=False,
+            )
+        tokens = tokens.cpu().numpy().astype(np.int64)
+        normalized = np.asarray(self.action_tokenizer.decode(tokens), dtype=np.float32)
+        kind = getattr(self.model.config, "action_normalization", "bounds_q99")
+        actions = np.asarray(unnormalize(normalized, stats, kind=kind), dtype=np.float32)
+        return Prediction(tokens=tokens, normalized=normalized, actions=actions)
+
+
+def _resolve_device(device: str, dtype: str) -> tuple[Any, Any]:
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
+    if dtype not in {"float32", "bfloat16", "float16"}:
+        raise ValueError(f"eval_bridge.dtype: expected auto, float32, bfloat16 or float16, got {dtype!r}")
+    return torch.device(device), getattr(torch, dtype)
+
+
+def load_predictor(
+    model_dir: str | Path, device: str = "auto", dtype: str = "auto", tokenizer: str = "mistral-v1"
+) -> ActionPredictor:
+    """Load an HF model directory (our export, an official-format one, or a ``save_pretrained`` checkpoint)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: no config.json; pass an exported model directory (`openvla export`)")
+    torch_device, torch_dtype = _resolve_device(device, dtype)
+    has_processor = (model_dir / "preprocessor_config.json").is_file() and (
+        model_dir / "tokenizer_config.json"
+    ).is_file()
+    model = processor = None
+    if has_processor:
+        try:
+            import openvla
+
+            model = openvla.AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=torch_dtype)
+            processor = openvla.AutoProcessor.from_pretrained(str(model_dir))
+        except Exception as err:  # any failure of the Auto path falls back to our classes
+            log.warning(
+                "%s: Auto-class loading failed (%s: %s); loading with our classes", model_dir, type(err).__name__, err
+            )
+            model = processor = None
+    if model is None:
+        from openvla.model.vla import OpenVLAForActionPrediction
+
+        model = OpenVLAForActionPrediction.from_pretrained(str(model_dir), dtype=torch_dtype)
+    image_processor = getattr(processor, "image_processor", None)
+    text_tokenizer = getattr(processor, "tokenizer", None)
+    if image_processor is None:
+        from openvla.model.image_processing import PrismaticImageProcessor
+
+        if (model_dir / "preprocessor_config.json").is_file():
+            image_processor = PrismaticImageProcessor.from_pretrained(str(model_dir))
+        else:
+            image_processor = PrismaticImageProcessor.from_vla_config(model.config)
+    if text_tokenizer is None:
+        from openvla.model.text_tokenizer import load_text_tokenizer
+
+        spec = str(model_dir) if (model_dir / "tokenizer_config.json").is_file() else tokenizer
+        text_tokenizer = load_text_tokenizer(spec)
+    model.to(torch_device).eval()
+    log.info("loaded %s (%s) on %s, %s", model_dir, type(model).__name__, torch_device, torch_dtype)
+    return ActionPredictor(model, image_processor, text_tokenizer)

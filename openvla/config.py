@@ -212,15 +212,30 @@ class EvalLiberoConfig:
 class EvalBridgeConfig:
     """Bridge/WidowX evaluation: offline on held-out episodes, or live through a robot client."""
 
-    mode: Literal["offline", "live"] = "offline"
-    data_dir: str = ""  # TFDS data dir of Bridge-format episodes; empty = skip with a recorded reason
-    dataset_name: str = "bridge_orig"
-    unnorm_key: str = "bridge_orig"
-    max_episodes: int = 25
-    host: str = "127.0.0.1"  # robot client (live mode)
+    mode: Literal["offline", "live"] = "offline"  # offline: held-out RLDS episodes; live: a WidowX robot client
+    # offline: which episodes (the data dir is the stage's --data-dir option)
+    dataset_name: str = "libero_embedded"  # registered dataset of the held-out episodes (bridge_orig for BridgeData)
+    split: str = "val"  # "val" = the builder's val split, or the last 5% of train when it has none (DESIGN §6)
+    max_episodes: int = 0  # evaluate at most this many episodes, in file order; 0 = the whole split
+    batch_size: int = 16  # frames per batched greedy decode
+    plot_episodes: int = 3  # episodes whose predicted vs true trajectories go to plots/bridge/trajectories.csv
+    # both modes
+    unnorm_key: str = "libero_embedded"  # statistics key actions are unnormalized with (bridge_orig on a WidowX)
+    device: str = "auto"  # torch device; auto = cuda when available, else cpu
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto = bfloat16 on cuda, float32 on cpu
+    # live: the robot (DESIGN §11: widowx_envs client, 5 Hz, 60 steps, no centre crop, action passed unchanged)
+    instruction: str = ""  # the task told to the robot, e.g. "put the spoon on the towel"
+    host: str = "127.0.0.1"  # WidowX action server (bridge_data_robot's widowx_env_service)
     port: int = 5556
-    steps: int = 60
-    control_hz: float = 5.0
+    robot_image_size: int = 256  # camera image size requested from the server (Bridge's image_0 is 256 px)
+    steps: int = 60  # control steps of the live episode
+    control_hz: float = 5.0  # control rate; the loop sleeps out the rest of each 1/control_hz period
+
+    def __post_init__(self) -> None:
+        if self.max_episodes < 0 or self.batch_size < 1 or self.plot_episodes < 0:
+            raise ValueError("max_episodes and plot_episodes must be ≥ 0 and batch_size ≥ 1")
+        if self.steps < 1 or self.control_hz <= 0:
+            raise ValueError(f"steps must be ≥ 1 and control_hz > 0, got {self.steps} and {self.control_hz}")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import typer
 
 from stages import bins, convert, stats
 from stages import demos as demos_stage
+from stages import eval_bridge as eval_bridge_stage
 from stages import eval_libero as eval_libero_stage
 from stages import export as export_stage
 from stages import serve as serve_stage
@@ -25,6 +26,7 @@ app.command("demos")(demos_stage.main)
 app.command("convert")(convert.main)
 app.command("stats")(stats.main)
 app.command("bins")(bins.main)
+app.command("eval-bridge")(eval_bridge_stage.main)
 app.command("export")(export_stage.main)
 app.command("serve")(serve_stage.main)
 app.command("eval-libero")(eval_libero_stage.main)

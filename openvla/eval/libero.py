@@ -93,26 +93,35 @@ def run_episode(
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(cfg: EvalLiberoConfig, spec: PolicySpec) -> None:
-    from openvla.tf_import import import_tensorflow
+def _worker_state(cfg: EvalLiberoConfig, spec: PolicySpec) -> dict[str, Any]:
+    """This process's policy and environments, built on first use (an error surfaces in the caller, whereas a
+    failing pool initializer would make the pool respawn workers forever)."""
+    if _WORKER.get("key") != (cfg, spec):
+        from openvla.tf_import import import_tensorflow
 
-    # Before any GL context: triton (loaded by torch's compiler stack) segfaults when Mesa's LLVM is already
-    # loaded, and the image pipeline needs TensorFlow (whose import loads torch._dynamo first).
-    import_tensorflow()
-    _WORKER.clear()
-    _WORKER.update(cfg=cfg, spec=spec, policy=build_policy(spec), envs={})
+        # Before any GL context: triton (loaded by torch's compiler stack) segfaults when Mesa's LLVM is already
+        # loaded, and the image pipeline needs TensorFlow (whose import loads torch._dynamo first).
+        import_tensorflow()
+        _close_envs()
+        _WORKER.update(key=(cfg, spec), policy=build_policy(spec), envs={})
+    return _WORKER
 
 
-def _run_spec(ep: EpisodeSpec) -> EpisodeResult:
+def _close_envs() -> None:
+    for env, _, _ in _WORKER.get("envs", {}).values():
+        env.close()
+    _WORKER["envs"] = {}
+
+
+def _run_spec(job: tuple[EvalLiberoConfig, PolicySpec, EpisodeSpec]) -> EpisodeResult:
     from openvla.sim.libero_env import get_task, init_states, make_env
 
-    cfg: EvalLiberoConfig = _WORKER["cfg"]
-    policy = _WORKER["policy"]
-    envs: dict[int, Any] = _WORKER["envs"]
+    cfg, spec, ep = job
+    state = _worker_state(cfg, spec)
+    policy, envs = state["policy"], state["envs"]
     if ep.task_id not in envs:
-        for old, _, _ in envs.values():  # one live environment per worker
-            old.close()
-        envs.clear()
+        _close_envs()  # one live environment per worker
+        envs = _WORKER["envs"]
         task = get_task(cfg.suite, ep.task_id)
         env = make_env(task, cfg.resolution, ("agentview",), seed=cfg.seed, cheap_rendering=cfg.cheap_rendering)
         envs[ep.task_id] = (env, task, init_states(task))
@@ -140,20 +149,19 @@ def _run_spec(ep: EpisodeSpec) -> EpisodeResult:
 
 
 def _results(cfg: EvalLiberoConfig, spec: PolicySpec, episodes: list[EpisodeSpec]) -> Iterator[EpisodeResult]:
+    jobs = [(cfg, spec, ep) for ep in episodes]
     if cfg.workers <= 1:
-        _init_worker(cfg, spec)
         try:
-            yield from map(_run_spec, episodes)
+            yield from map(_run_spec, jobs)
         finally:
-            for env, _, _ in _WORKER.get("envs", {}).values():
-                env.close()
+            _close_envs()
             _WORKER.clear()
         return
     ctx = mp.get_context("spawn")  # never fork a process holding GL contexts, torch or TF threads
-    with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(cfg, spec)) as pool:
+    with ctx.Pool(cfg.workers) as pool:
         # chunks of a task's episodes keep each worker on one environment as long as possible
         chunksize = max(1, min(cfg.episodes_per_task // cfg.workers, 8))
-        yield from pool.imap_unordered(_run_spec, episodes, chunksize=chunksize)
+        yield from pool.imap_unordered(_run_spec, jobs, chunksize=chunksize)
 
 
 # --- the stage ----------------------------------------------------------------------------------------------------
@@ -169,6 +177,8 @@ def evaluate_libero(
     from openvla.sim.libero_env import get_task
 
     plots_dir = Path(plots_dir)
+    if policy_spec.kind == "model" and not (Path(policy_spec.model_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"{policy_spec.model_dir}: no config.json; export a model first or use --policy random")
     episodes = [
         EpisodeSpec(t, i, video=False)
         for t in cfg.task_ids

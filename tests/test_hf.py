@@ -193,6 +193,9 @@ def test_dtype_bfloat16_and_low_cpu_mem_usage_load_as_users_expect(export_dir, t
     action = model.predict_action(**processor(prompts[0], pil[0]), unnorm_key="libero_embedded")
     assert action.shape == (7,) and action.dtype == np.float32 and np.isfinite(action).all()
 
+    legacy = AutoModelForImageTextToText.from_pretrained(export_dir, torch_dtype=torch.bfloat16)  # OpenVLA README name
+    assert {p.dtype for p in legacy.parameters()} == {torch.bfloat16}
+
     model32 = AutoModelForImageTextToText.from_pretrained(export_dir, low_cpu_mem_usage=True, device_map="cpu")
     assert {p.dtype for p in model32.parameters()} == {torch.float32}
     assert all(torch.equal(v, reference[k]) for k, v in model32.state_dict().items())

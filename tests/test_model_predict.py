@@ -38,19 +38,20 @@ def pad(rows: list[torch.Tensor], side: str) -> tuple[torch.Tensor, torch.Tensor
 TEXTS = ["pick up the black bowl", "put the bowl on the plate next to the cookie box", "open the drawer"]
 
 
-@pytest.mark.parametrize("side", ["right", "left"])
-def test_batched_generation_equals_one_prompt_at_a_time(model, side):
+def test_batched_generation_equals_one_prompt_at_a_time(model):
     rows = prompts(TEXTS)
     pixels = torch.randn(3, 6, 112, 112, generator=torch.Generator().manual_seed(0))
     single = [model.generate_action_tokens(r[None], pixels[i : i + 1], num_tokens=7)[0] for i, r in enumerate(rows)]
-    ids, mask = pad(rows, side)
-    batched = model.generate_action_tokens(ids, pixels, attention_mask=mask, num_tokens=7)
-    assert batched.shape == (3, 7)
-    for i in range(3):
-        assert batched[i].tolist() == single[i].tolist()
+    for side in ("right", "left"):
+        ids, mask = pad(rows, side)
+        batched = model.generate_action_tokens(ids, pixels, attention_mask=mask, num_tokens=7)
+        assert batched.shape == (3, 7)
+        for i in range(3):
+            assert batched[i].tolist() == single[i].tolist(), (side, i)
     actions = model.predict_action(input_ids=ids, pixel_values=pixels, attention_mask=mask)
+    assert actions.shape == (3, 7)
     one = model.predict_action(input_ids=rows[1][None], pixel_values=pixels[1:2])
-    assert actions.shape == (3, 7) and one.shape == (7,)
+    assert one.shape == (7,)  # one prompt → (action_dim,) as OpenVLA
     np.testing.assert_array_equal(actions[1], one)
 
 
@@ -60,10 +61,10 @@ def test_generation_matches_a_full_forward_without_cache(model):
     pixels = torch.randn(1, 6, 112, 112, generator=torch.Generator().manual_seed(1))
     ids = torch.cat([row, torch.tensor([SPACE])])[None]
     with torch.no_grad():
-        for _ in range(7):
+        for _ in range(4):
             logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels).logits
             ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
-    assert model.generate_action_tokens(row[None], pixels, num_tokens=7)[0].tolist() == ids[0, -7:].tolist()
+    assert model.generate_action_tokens(row[None], pixels, num_tokens=4)[0].tolist() == ids[0, -4:].tolist()
 
 
 def test_space_token_is_appended_only_when_missing(model):

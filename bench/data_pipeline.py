@@ -6,6 +6,7 @@ of ``make_dataset`` in training mode (median of several timed windows after a wa
 
     python bench/data_pipeline.py                  # defaults: 40 episodes × 100 steps, 224 px model input
     python bench/data_pipeline.py --episodes 10 --rss-frames 2000
+    MALLOC_ARENA_MAX=2 python bench/data_pipeline.py   # flat RSS (glibc arenas otherwise creep ~1 MiB / 1k frames)
 """
 
 from __future__ import annotations

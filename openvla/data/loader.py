@@ -252,7 +252,8 @@ def make_dataset(
     ``statistics`` is the whole statistics JSON ``{dataset_name: stats}``; every dataset is normalized with its own
     entry. Training (``train=True``) repeats forever and augments when ``image_augmentation``; otherwise the
     dataset is finite. ``split="train"`` of a dataset without a ``val`` split trains on the first 95% of ``train``
-    (``split="val"`` is then the last 5%), as OpenVLA does. Seeds: ``seed`` plus the offset of ``seed_offset`` (one per rank / worker).
+    (``split="val"`` is then the last 5%), as OpenVLA does. Seeds: ``seed`` plus the offset of ``seed_offset``
+    (one per rank / worker), so every rank and worker reads its own stream.
     """
     entries = get_mixture(mixture) if isinstance(mixture, str) else [(n, float(w)) for n, w in mixture]
     seed = int(seed) + _SEED_OFFSET.get()

@@ -56,11 +56,23 @@ def tiny_predictor(stats: dict, seed: int = 0):
     )
 
 
-def simple_stats(key: str = "bridge_orig") -> dict:
+def simple_stats(*keys: str) -> dict:
+    """Statistics JSON in the OpenVLA layout; q01/q99 about Bridge's (metres and radians per step)."""
     q01, q99 = [-0.02] * 3 + [-0.2] * 3 + [0.0], [0.03] * 3 + [0.25] * 3 + [1.0]
-    action = {"q01": q01, "q99": q99, "min": [-1.0] * 6 + [0.0], "max": [1.0] * 7, "mask": [True] * 6 + [False]}
+    action = {"q01": q01, "q99": q99, "min": [-2.0] * 6 + [0.0], "max": [2.0] * 7, "mask": [True] * 6 + [False]}
     action |= {"mean": [0.0] * 7, "std": [1.0] * 7}
-    return {key: {"action": action, "proprio": {k: [0.0] * 7 for k in action if k != "mask"}}}
+    out = {}
+    for key in keys:
+        dim = 7 if key == "bridge_orig" else 8  # proprio: Bridge EEF 6 + gripper 1; LIBERO EEF 6 + 2 fingers
+        proprio = {k: [0.0] * dim for k in ("mean", "std", "max", "min", "q01", "q99")}
+        out[key] = {"action": action, "proprio": proprio, "num_transitions": 100, "num_trajectories": 10}
+    return out
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    """One tiny random predictor for the module (building and first use cost seconds on a shared CPU)."""
+    return tiny_predictor(simple_stats("bridge_orig"), seed=1)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -144,11 +156,10 @@ def test_live_loop_does_not_sleep_or_catch_up_after_an_overrun():
         run_live_episode(policy, FakeRobot(), "x", steps=1, control_hz=0.0, clock=clock)
 
 
-def test_live_vla_policy_sends_the_models_action_on_the_resized_frame():
+def test_live_vla_policy_sends_the_models_action_on_the_resized_frame(predictor):
     from openvla.data.image_ops import resize_image
     from openvla.eval.bridge import VLARobotPolicy, run_live_episode
 
-    predictor = tiny_predictor(simple_stats())
     robot = FakeRobot(image_size=256, seed=3)
     clock = ManualClock()
     result = run_live_episode(
@@ -228,12 +239,7 @@ def test_widowx_adapter_without_the_client_package_says_what_to_install():
 # --------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bridge_stats() -> dict:
-    from conftest import shared_path
-
-    from openvla.data import compute_dataset_statistics
-
-    data_dir = shared_path("bridge_dataset", "1.0.0").parent.parent
-    return {"bridge_orig": compute_dataset_statistics(data_dir, "bridge_orig")}
+    return simple_stats("bridge_orig")
 
 
 def test_held_out_episodes_are_the_training_pipelines_frames(bridge_data_dir, bridge_stats):
@@ -272,12 +278,11 @@ def test_held_out_episodes_are_the_training_pipelines_frames(bridge_data_dir, br
     assert set(np.unique(raw[:, -1])) <= {0.0, 1.0}  # bridge_orig binarizes the gripper
 
 
-def test_offline_metrics_on_real_bridge_match_an_independent_computation(bridge_data_dir, bridge_stats, tmp_path):
+def test_offline_metrics_on_real_bridge_match_an_independent_computation(bridge_data_dir, predictor, tmp_path):
     from openvla.actions import unnormalize
     from openvla.eval.bridge import evaluate_offline, iter_episodes
 
-    predictor = tiny_predictor(bridge_stats, seed=1)
-    stats = bridge_stats["bridge_orig"]["action"]
+    stats = predictor.model.config.norm_stats["bridge_orig"]["action"]
     episodes = list(
         iter_episodes(bridge_data_dir, "bridge_orig", stats, image_size=predictor.image_size, max_episodes=3)
     )
@@ -332,11 +337,14 @@ def test_offline_metrics_on_real_bridge_match_an_independent_computation(bridge_
 # --------------------------------------------------------------------------------------------------------------
 # the stage, end to end
 # --------------------------------------------------------------------------------------------------------------
-def _save_model_dir(directory: Path, stats: dict, seed: int = 0) -> Path:
-    """A model directory as the pipeline makes it: the HF export when it works, else a plain save_pretrained."""
-    model = tiny_vla(stats, seed)
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model directory as the pipeline makes it (the HF export; a plain save_pretrained checkpoint when the export
+    fails, which the stage must load too), with statistics for both datasets the stage tests evaluate."""
+    directory = tmp_path_factory.mktemp("model")
+    stats = simple_stats("bridge_orig", "libero_embedded")
     checkpoint = directory / "checkpoint"
-    model.save_pretrained(str(checkpoint))
+    tiny_vla(stats, seed=2).save_pretrained(str(checkpoint))
     (checkpoint / "dataset_statistics.json").write_text(json.dumps(stats))
     try:
         from openvla.hf.export import export_hf
@@ -345,6 +353,21 @@ def _save_model_dir(directory: Path, stats: dict, seed: int = 0) -> Path:
         return directory / "model-hf"
     except Exception:  # the export is another area's; the stage must work on a checkpoint too
         return checkpoint
+
+
+@pytest.fixture(scope="module")
+def embedded_rlds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40-episode ``libero_embedded`` RLDS without a val split (convert.val_fraction 0, the embedded default)."""
+    from data_fixtures import demo_actions, write_libero_hdf5
+
+    from openvla.config import ConvertConfig
+    from openvla.data.convert import convert_dataset
+
+    root = tmp_path_factory.mktemp("embedded")
+    demos = [{"actions": demo_actions(3, seed=i), "offset": 3 * i} for i in range(40)]
+    write_libero_hdf5(root / "raw" / "pick_demo.hdf5", "pick up the black bowl", demos, size=16)
+    convert_dataset(root / "raw", root / "rlds", ConvertConfig(dataset_name="libero_embedded", drop_noops=False))
+    return root / "rlds"
 
 
 def _params(path: Path, **eval_bridge: object) -> Path:
@@ -370,8 +393,8 @@ def _run_stage(tmp_path: Path, model_dir: Path, data_dir: Path, params: Path) ->
     return json.loads(metrics.read_text())
 
 
-def test_stage_on_real_bridge_writes_metrics_plots_and_mlflow(bridge_data_dir, bridge_stats, tmp_path, isolated_mlflow):
-    model_dir = _save_model_dir(tmp_path, bridge_stats, seed=2)
+def test_stage_on_real_bridge_writes_metrics_and_plots(bridge_data_dir, model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENVLA_TRACKING", "off")  # MLflow is checked by the embedded-default test
     params = _params(
         tmp_path / "params.yaml", dataset_name="bridge_orig", unnorm_key="bridge_orig", max_episodes=2, dtype="float32"
     )
@@ -384,44 +407,37 @@ def test_stage_on_real_bridge_writes_metrics_plots_and_mlflow(bridge_data_dir, b
         "trajectories.csv",
     ]
 
+
+def test_stage_embedded_default_evaluates_the_last_5_percent_of_train(
+    embedded_rlds, model_dir, tmp_path, isolated_mlflow
+):
+    """No val split: the default params evaluate libero_embedded's last 5% of train, and log it all to MLflow."""
+    summary = _run_stage(tmp_path, model_dir, embedded_rlds, _params(tmp_path / "params.yaml", dtype="float32"))
+    assert summary["episodes"] == 2 and summary["frames"] == 6  # 40 episodes → train[95%:] = the last two
+    with open(tmp_path / "plots" / "bridge" / "trajectories.csv") as f:
+        rows = list(csv.DictReader(f))
+    # The last two episodes of the train split in the builder's order (TFDS orders examples by key hash, not by
+    # demo), read straight with TFDS; LIBERO's gripper −1 open / +1 close becomes 1 − clip(g, 0, 1).
+    from openvla.tf_import import import_tfds
+
+    builder = import_tfds().builder_from_directory(str(embedded_rlds / "libero_embedded" / "1.0.0"))
+    episodes = [
+        [step["action"] for step in ep["steps"].as_numpy_iterator()] for ep in builder.as_dataset(split="train")
+    ]
+    assert len(episodes) == 40
+    last = np.concatenate([np.stack(episodes[-2]), np.stack(episodes[-1])])
+    np.testing.assert_allclose([float(r["x_true"]) for r in rows], last[:, 0], rtol=1e-5)
+    np.testing.assert_allclose([float(r["gripper_true"]) for r in rows], 1.0 - np.clip(last[:, 6], 0, 1))
+
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{isolated_mlflow / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["openvla-embedded"], output_format="list")
     (run,) = [r for r in runs if r.data.tags.get("stage") == "eval-bridge"]
     assert run.data.metrics["l1"] == pytest.approx(summary["l1"])
-    assert run.data.params["unnorm_key"] == "bridge_orig"
+    assert run.data.metrics["token_accuracy"] == pytest.approx(summary["token_accuracy"])
+    assert run.data.params["unnorm_key"] == "libero_embedded" and run.data.params["split"] == "val"
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "episode.l1")
     assert [m.step for m in history] == [0, 1]
-
-
-def test_stage_embedded_default_evaluates_the_last_5_percent_of_train(tmp_path):
-    """No val split (convert.val_fraction 0): the default params evaluate libero_embedded's last 5% of train."""
-    from data_fixtures import demo_actions, write_libero_hdf5
-
-    from openvla.config import ConvertConfig
-    from openvla.data import compute_dataset_statistics
-    from openvla.data.convert import convert_dataset
-
-    raw = tmp_path / "raw"
-    demos = [{"actions": demo_actions(5, seed=i), "offset": 3 * i} for i in range(20)]
-    write_libero_hdf5(raw / "pick_demo.hdf5", "pick up the black bowl", demos, size=16)
-    convert_dataset(raw, tmp_path / "rlds", ConvertConfig(dataset_name="libero_embedded", drop_noops=False))
-    stats = {"libero_embedded": compute_dataset_statistics(tmp_path / "rlds", "libero_embedded")}
-    model_dir = _save_model_dir(tmp_path, stats)
-    summary = _run_stage(tmp_path, model_dir, tmp_path / "rlds", _params(tmp_path / "params.yaml", dtype="float32"))
-    assert summary["episodes"] == 1 and summary["frames"] == 5  # 20 episodes → train[95%:] = the last one
-    with open(tmp_path / "plots" / "bridge" / "trajectories.csv") as f:
-        rows = list(csv.DictReader(f))
-    # the last episode of the train split in the builder's order (TFDS orders examples by key hash, not by demo),
-    # read straight with TFDS; LIBERO gripper −1 open / +1 close becomes 1 − clip(g, 0, 1)
-    from openvla.tf_import import import_tfds
-
-    builder = import_tfds().builder_from_directory(str(tmp_path / "rlds" / "libero_embedded" / "1.0.0"))
-    episodes = [
-        [step["action"] for step in ep["steps"].as_numpy_iterator()] for ep in builder.as_dataset(split="train")
-    ]
-    assert len(episodes) == 20
-    last = np.stack(episodes[-1])
-    np.testing.assert_allclose([float(r["x_true"]) for r in rows], last[:, 0], rtol=1e-5)
-    np.testing.assert_allclose([float(r["gripper_true"]) for r in rows], 1.0 - np.clip(last[:, 6], 0, 1))
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots/bridge")}
+    assert "plots/bridge/trajectories.csv" in artifacts

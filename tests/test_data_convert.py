@@ -55,7 +55,7 @@ def _read_rlds(directory: Path, split: str = "train") -> dict[str, dict]:
             "image": np.stack([s["observation"]["image"] for s in steps]),
             "wrist_image": np.stack([s["observation"]["wrist_image"] for s in steps]),
             "state": np.stack([s["observation"]["state"] for s in steps]),
-            "joint_state": np.stack([s["observation"]["joint_state"] for s in steps]),
+            "joint_state": np.stack([s["observation"].get("joint_state", np.zeros(0)) for s in steps]),
             "instruction": {s["language_instruction"].decode() for s in steps},
         }
     return episodes
@@ -254,3 +254,36 @@ def test_unreadable_images_in_phase_two_leave_no_output(tmp_path):
     np.savez(raw / "episode_0001.npz", **episode)
     cfg = ConvertConfig(input_format="npz", dataset_name="my_robot", rotate_180=False, drop_noops=False)
     _assert_fails_cleanly(raw, tmp_path / "rlds", "episode_0001.npz", "expected uint8 (T, H, W, 3)", cfg=cfg)
+
+
+def test_wrist_camera_loads_and_a_missing_camera_is_black_and_masked(libero_rlds):
+    from openvla.data import compute_dataset_statistics, make_dataset
+
+    _, rlds, _ = libero_rlds
+    ds = make_dataset(
+        rlds,
+        "libero_embedded",
+        statistics={"libero_embedded": compute_dataset_statistics(rlds, "libero_embedded")},
+        train=False,
+        image_size=16,
+        shuffle_buffer=0,
+        image_augmentation=False,
+        seed=0,
+        load_camera_views=("primary", "secondary", "wrist"),
+    )
+    frame = next(ds.as_numpy_iterator())
+    obs = frame["observation"]
+    assert obs["image_wrist"].shape == obs["image_primary"].shape == (1, 16, 16, 3)
+    assert obs["image_wrist"][0, 12, 12, 0] > 100  # wrist quadrants are 100 levels brighter than agentview's
+    assert not obs["image_secondary"].any()  # LIBERO has no secondary camera: black ...
+    assert obs["pad_mask_dict"]["image_secondary"].tolist() == [False]  # ... and marked as padding
+    assert obs["pad_mask_dict"]["image_wrist"].tolist() == [True]
+
+
+def test_convert_resizes_images_when_asked(tmp_path):
+    write_npz_episodes(tmp_path / "raw", 2, 4, size=32)
+    cfg = ConvertConfig(input_format="npz", dataset_name="my_robot", rotate_180=False, drop_noops=False, image_size=16)
+    convert_dataset(tmp_path / "raw", tmp_path / "rlds", cfg)
+    episodes = _read_rlds(tmp_path / "rlds" / "my_robot" / "1.0.0")
+    assert {e["image"].shape[1:] for e in episodes.values()} == {(16, 16, 3)}
+    assert {e["wrist_image"].shape[1:] for e in episodes.values()} == {(16, 16, 3)}

@@ -132,24 +132,33 @@ class BinsConfig:
 class PretrainConfig:
     """Full VLA training with FSDP/DDP via torchrun (DESIGN §7)."""
 
-    nproc: int = 1  # processes per node passed to torchrun
-    strategy: Literal["fsdp", "ddp"] = "fsdp"
-    steps: int = 300
-    batch_size: int = 8  # global batch (split across ranks)
-    grad_accumulation: int = 1
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    schedule: Literal["constant", "cosine"] = "constant"
-    warmup_steps: int = 0
-    grad_clip: float = 1.0
-    freeze: Literal["none", "vision", "vision_but_last"] = "none"
-    mixed_precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
-    activation_checkpointing: bool = False
-    save_every: int = 100
-    keep_last: int = 2
-    resume: Literal["auto", "never"] = "auto"
-    log_every: int = 1
-    seed: int = 7
+    nproc: int = 1  # processes per node (torchrun --nproc-per-node); CPU: gloo, GPU: NCCL, one GPU per process
+    strategy: Literal["fsdp", "ddp"] = "fsdp"  # fsdp: full shard (hybrid across nodes); ddp: replicas
+    steps: int = 300  # optimizer steps in total (a resumed run continues up to this)
+    batch_size: int = 8  # global micro-batch, split across ranks (must divide by nproc × nodes)
+    grad_accumulation: int = 1  # micro-batches per optimizer step (effective batch = batch_size × this)
+    lr: float = 2e-4  # AdamW peak lr; OpenVLA uses 2e-5 at full scale, a from-scratch tiny model needs more
+    weight_decay: float = 0.0  # AdamW decay on matrices only (never on biases and 1-D params); OpenVLA: 0
+    schedule: Literal["constant", "cosine"] = "constant"  # constant as OpenVLA; cosine decays to 0 after warmup
+    warmup_steps: int = 0  # linear warmup steps (either schedule)
+    grad_clip: float = 1.0  # max global grad norm (OpenVLA: 1.0); ≤ 0 disables
+    freeze: Literal["none", "vision", "vision_but_last"] = "none"  # keep the vision backbone (but its last block) fixed
+    mixed_precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 params + fp32 reduce on GPU, fp32 on CPU
+    activation_checkpointing: bool = False  # recompute decoder-layer/ViT-block activations in backward (saves memory)
+    save_every: int = 100  # checkpoint every N steps (the last step is always saved)
+    keep_last: int = 2  # checkpoints kept on disk (the one `latest` names is never deleted)
+    resume: Literal["auto", "never"] = "auto"  # auto: continue from runs/pretrain/latest when its config matches
+    log_every: int = 1  # record metrics (MLflow, plots) every N steps
+    seed: int = 7  # model init (same on every rank) and data/augmentation streams (offset per rank)
+
+    def __post_init__(self) -> None:
+        for key in ("nproc", "steps", "batch_size", "grad_accumulation", "keep_last", "log_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+        if self.save_every < 0 or self.warmup_steps < 0:
+            raise ValueError("save_every and warmup_steps must be ≥ 0")
+        if self.batch_size % self.nproc:
+            raise ValueError(f"batch_size {self.batch_size} must be divisible by nproc {self.nproc}")
 
 
 @dataclass(frozen=True)
@@ -157,16 +166,34 @@ class FinetuneConfig:
     """LoRA fine-tuning with peft, merged at the end (DESIGN §8)."""
 
     base: str = "pretrain"  # "pretrain" = the pretrain stage's latest checkpoint, or a path to an HF directory
-    lora_rank: int = 32
+    mixture: str = ""  # dataset/mixture to fine-tune on; empty = data.mixture
+    lora_rank: int = 32  # LoRA rank r (OpenVLA: 32)
     lora_alpha: int = 0  # 0 → min(rank, 16) as OpenVLA
-    lora_dropout: float = 0.0
-    lr: float = 5e-4
-    steps: int = 200
-    batch_size: int = 8
-    grad_accumulation: int = 1
-    image_augmentation: bool = True
-    save_every: int = 100
-    seed: int = 7
+    lora_dropout: float = 0.0  # dropout on the LoRA input (OpenVLA: 0)
+    target_modules: str = "all-linear"  # peft target_modules: every Linear except the output head, as OpenVLA
+    lr: float = 5e-4  # AdamW lr, constant (OpenVLA: 5e-4)
+    steps: int = 200  # optimizer steps
+    batch_size: int = 8  # global micro-batch (split across ranks when run under torchrun, DDP)
+    grad_accumulation: int = 1  # micro-batches per optimizer step
+    grad_clip: float = 1.0  # max global grad norm; ≤ 0 disables
+    image_augmentation: bool = True  # random crop + color jitter on the fine-tuning frames (OpenVLA: on)
+    save_every: int = 100  # adapter checkpoint every N steps (resumable); the merge happens at the end
+    keep_last: int = 1  # adapter checkpoints kept
+    resume: Literal["auto", "never"] = "auto"  # auto: continue from runs/finetune/latest when its config matches
+    log_every: int = 1  # record metrics every N steps
+    seed: int = 7  # LoRA init and data/augmentation streams
+
+    def __post_init__(self) -> None:
+        for key in ("lora_rank", "steps", "batch_size", "grad_accumulation", "keep_last", "log_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
+        if self.lora_alpha < 0 or self.save_every < 0 or not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError("lora_alpha and save_every must be ≥ 0, lora_dropout in [0, 1)")
+
+    @property
+    def alpha(self) -> int:
+        """The LoRA alpha in effect (OpenVLA: min(rank, 16))."""
+        return self.lora_alpha or min(self.lora_rank, 16)
 
 
 @dataclass(frozen=True)

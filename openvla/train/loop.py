@@ -157,16 +157,21 @@ def fit(
     checkpointer: Checkpointer | None = None,
     recorder: MetricsRecorder | None = None,
     batch_size_of: Callable[[Any], int] = len,
-    on_step_end: Callable[[int, dict[str, float]], None] | None = None,
+    on_step_end: Callable[[int, dict[str, float]], bool | None] | None = None,
     desc: str = "train",
 ) -> dict[str, float]:
-    """Train from ``start_step`` to ``config.steps``; returns the summary (rank 0's view; all ranks agree)."""
+    """Train from ``start_step`` to ``config.steps``; returns the summary (rank 0's view; all ranks agree).
+
+    ``on_step_end(step, metrics)`` runs after every optimizer step (and its checkpoint); returning True stops
+    training there (the callback must answer the same on every rank).
+    """
     model.train()
     iterator = iter(batches)
     progress = tqdm(total=config.steps, initial=start_step, desc=desc, disable=not info.is_main, dynamic_ncols=True)
     samples_seen = 0
     t_start = time.perf_counter()
     last: dict[str, float] = {}
+    done = start_step
     for step in range(start_step, config.steps):
         t0 = time.perf_counter()
         data_time = 0.0
@@ -212,20 +217,25 @@ def fit(
                 recorder.record(done, last)
             progress.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last.get('action_accuracy', float('nan')):.2f}")
             progress.update(1)
-        if checkpointer is not None and (
+        data_state = {"step": done, "samples_seen": samples_seen}
+        saved = checkpointer is not None and (
             done == config.steps or (config.save_every > 0 and done % config.save_every == 0)
-        ):
-            checkpointer.save(done, model, optimizer, scheduler, {"step": done, "samples_seen": samples_seen})
-        if on_step_end is not None:
-            on_step_end(done, last)
+        )
+        if saved:
+            checkpointer.save(done, model, optimizer, scheduler, data_state)
+        if on_step_end is not None and on_step_end(done, last):
+            log.info("stopping at step %d: asked by the step callback", done)
+            if checkpointer is not None and not saved:
+                checkpointer.save(done, model, optimizer, scheduler, data_state)
+            break
     progress.close()
     wall = time.perf_counter() - t_start
-    steps_run = config.steps - start_step
+    steps_run = done - start_step
     rss = all_gather_objects(peak_rss_mb())
     summary = {f"final_{k}": v for k, v in last.items() if "/" not in k and k not in ("step_time", "data_time")}
     summary.update(
         {
-            "steps": config.steps,
+            "steps": done,
             "steps_this_run": steps_run,
             "wall_time_s": wall,
             "samples_per_s": samples_seen / wall if wall > 0 else 0.0,

@@ -107,10 +107,8 @@ def enable_activation_checkpointing(model: nn.Module, wrap_classes: Iterable[typ
     non-reentrant checkpoint wrapper.
     """
     classes = tuple(wrap_classes)
-    hf_modules = [m for m in model.modules() if getattr(m, "supports_gradient_checkpointing", False)]
-    if hf_modules:
-        for m in hf_modules:
-            m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if getattr(model, "supports_gradient_checkpointing", False):  # the VLA: its LLM layers and ViT blocks
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return
     from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
 

@@ -1,0 +1,202 @@
+"""VLA pretraining (DESIGN §7): FSDP or DDP over the processes ``torchrun`` started, resumable, tracked.
+
+One call, ``run_pretrain``, does the whole stage on every rank: joins the process group, builds the tokenizers,
+image processor and the model (from scratch, from ``model.weights``, or from the run's ``latest`` checkpoint when
+resuming), freezes what ``pretrain.freeze`` says, shards it, streams RLDS batches, trains, and leaves in
+``run_dir``: ``checkpoints/step-XXXXXX/`` (HF directories + trainer state), ``latest``, ``config.json`` and
+``dataset_statistics.json``; rank 0 records metrics (MLflow + ``plots_dir``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from openvla.config import Params
+from openvla.io import atomic_write_json
+from openvla.train.checkpoint import CheckpointManager
+from openvla.train.data import make_vla_loader, mixture_datasets, per_rank_batch_size
+from openvla.train.distributed import DistInfo, init_distributed, shutdown_distributed
+from openvla.train.loop import Checkpointer, LoopConfig, fingerprint, fit
+from openvla.train.metrics import MetricsRecorder
+from openvla.train.optim import apply_freeze, build_optimizer, build_scheduler
+from openvla.train.strategy import unwrap, wrap_model
+from openvla.train.vla import (
+    STATISTICS_FILE,
+    VLAObjective,
+    batch_size_of,
+    build_components,
+    freeze_unused_parameters,
+    wrap_classes_of,
+    write_hf_directory,
+)
+
+log = logging.getLogger(__name__)
+
+
+def load_statistics(path: str | Path, mixture: str) -> dict[str, Any]:
+    """The entries of the statistics JSON for the datasets of ``mixture`` (each dataset keeps its own)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: dataset statistics not found (run the `stats` stage first)")
+    everything = json.loads(path.read_text())
+    names = mixture_datasets(mixture)
+    missing = [n for n in names if n not in everything]
+    if missing:
+        raise ValueError(f"{path}: no statistics for {missing} of mixture {mixture!r} (has: {sorted(everything)})")
+    return {n: everything[n] for n in names}
+
+
+def resume_fingerprint(params: Params, statistics: Mapping[str, Any]) -> str:
+    """What a checkpoint must share with this run to be resumed: the optimisation recipe, model and data."""
+    cfg = params.pretrain
+    recipe = {
+        k: getattr(cfg, k)
+        for k in ("batch_size", "grad_accumulation", "lr", "weight_decay", "schedule", "warmup_steps", "grad_clip")
+    }
+    recipe.update(freeze=cfg.freeze, seed=cfg.seed)
+    if cfg.schedule != "constant":
+        recipe["steps"] = cfg.steps  # the schedule's shape depends on the total
+    return fingerprint({"recipe": recipe, "model": vars(params.model), "data": vars(params.data), "stats": statistics})
+
+
+def _load_model(path: str | Path, attn_implementation: str) -> torch.nn.Module:
+    from openvla.model import OpenVLAForActionPrediction
+
+    return OpenVLAForActionPrediction.from_pretrained(str(path), attn_implementation=attn_implementation)
+
+
+def run_pretrain(
+    params: Params,
+    *,
+    data_dir: str | Path,
+    statistics_path: str | Path,
+    action_tokenizer_dir: str | Path,
+    run_dir: str | Path,
+    plots_dir: str | Path | None,
+    run: Any | None = None,
+    device: str = "auto",
+    on_step_end: Callable[[int, dict], None] | None = None,
+) -> dict[str, Any]:
+    """Train (or finish training) the VLA; returns the summary metrics (every rank returns the same)."""
+    info = init_distributed(device)
+    try:
+        return _pretrain(params, info, Path(data_dir), Path(statistics_path), Path(action_tokenizer_dir),
+                         Path(run_dir), plots_dir, run, on_step_end)  # fmt: skip
+    finally:
+        shutdown_distributed()
+
+
+def _pretrain(
+    params: Params,
+    info: DistInfo,
+    data_dir: Path,
+    statistics_path: Path,
+    action_tokenizer_dir: Path,
+    run_dir: Path,
+    plots_dir: str | Path | None,
+    run: Any | None,
+    on_step_end: Callable[[int, dict], None] | None,
+) -> dict[str, Any]:
+    from openvla.model import build_vla, get_model_config, image_size_of
+
+    cfg = params.pretrain
+    statistics = load_statistics(statistics_path, params.data.mixture)
+    model_config = get_model_config(params.model.name)
+    model_config.norm_stats = statistics
+    components = build_components(model_config, params.model.tokenizer, action_tokenizer_dir)
+
+    manager = CheckpointManager(run_dir, keep_last=cfg.keep_last)
+    holder: dict[str, torch.nn.Module] = {}
+    checkpointer = Checkpointer(
+        manager,
+        info,
+        lambda directory, state: write_hf_directory(directory, holder["model"], state, components, statistics),
+        resume_fingerprint(params, statistics),
+    )
+    resume_from = checkpointer.find_resume(cfg.resume == "auto")
+
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank (each rank shards its own copy)
+    if resume_from is not None:
+        model = _load_model(resume_from, params.model.attn_implementation)
+    elif params.model.weights:
+        model = _load_model(params.model.weights, params.model.attn_implementation)
+    else:
+        model = build_vla(model_config, attn_implementation=params.model.attn_implementation)
+    model.config.norm_stats = statistics
+    torch.manual_seed(cfg.seed + 1 + info.rank)  # per-rank randomness from here on (dropout, sampling)
+    counts = apply_freeze(model, cfg.freeze)
+    frozen_unused = freeze_unused_parameters(model)
+    wrap = wrap_classes_of(model)
+    model = wrap_model(model, cfg.strategy, info, wrap_classes=wrap, precision=cfg.mixed_precision,
+                       activation_checkpointing=cfg.activation_checkpointing)  # fmt: skip
+    holder["model"] = unwrap(model)
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.steps, cfg.warmup_steps)
+    start = checkpointer.restore(resume_from, model, optimizer, scheduler)["step"] if resume_from else 0
+
+    recorder = None
+    if info.is_main:
+        recorder = MetricsRecorder(run, run_dir / "history.jsonl", plots_dir)
+        recorder.resume_from(start)
+        atomic_write_json(run_dir / STATISTICS_FILE, statistics)
+        model_config.to_json_file(str(run_dir / "config.json"))
+
+    summary: dict[str, Any] = {}
+    if start < cfg.steps:
+        loader = make_vla_loader(
+            data_dir=data_dir,
+            mixture=params.data.mixture,
+            statistics=statistics,
+            data_cfg=params.data,
+            image_size=image_size_of(model_config),
+            image_augmentation=params.data.image_augmentation,
+            transform=components.transform,
+            collator=components.collator,
+            batch_size=per_rank_batch_size(cfg.batch_size, info),
+            seed=cfg.seed,
+            info=info,
+            start_step=start,
+        )
+        summary = fit(
+            model,
+            optimizer,
+            scheduler,
+            loader,
+            VLAObjective(components.action_tokenizer, info.device),
+            LoopConfig(cfg.steps, cfg.grad_accumulation, cfg.grad_clip, cfg.save_every, cfg.log_every),
+            info,
+            start_step=start,
+            checkpointer=checkpointer,
+            recorder=recorder,
+            batch_size_of=batch_size_of,
+            on_step_end=on_step_end,
+            desc="pretrain",
+        )
+    else:
+        log.info("pretraining already complete at step %d (%s)", start, resume_from)
+    summary.update(
+        {
+            "resumed_from_step": start,
+            "world_size": info.world_size,
+            "strategy": cfg.strategy,
+            "frozen_unused_tensors": frozen_unused,
+            **counts,
+        }
+    )
+    if info.is_main and recorder is not None:
+        for key in ("loss", "action_accuracy", "l1"):
+            if f"last10_{key}" not in summary and recorder.tail_mean(key) is not None:
+                summary[f"last10_{key}"] = recorder.tail_mean(key)
+        recorder.write_plots()
+        if run is not None:
+            run.log_artifact(run_dir / STATISTICS_FILE)
+            run.log_artifact(run_dir / "config.json")
+            if plots_dir:
+                run.log_artifacts(plots_dir, artifact_path="plots")
+    return summary

@@ -9,6 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# Import transformers before any submodule: `import openvla` registers our classes with transformers right after
+# transformers' first import (openvla/hf/hook.py), and that registration imports openvla.model.configuration and
+# openvla.model.vla. Were transformers first imported from inside one of those modules, they would be only half
+# initialized at that moment and the registration would fail.
+import transformers  # noqa: F401
+
 _EXPORTS = {
     "OpenVLAConfig": "openvla.model.configuration",
     "OpenVLAForActionPrediction": "openvla.model.vla",

@@ -165,3 +165,12 @@ def test_torch_iterable_dataset_gives_each_rank_its_own_seed_and_shards_finite_d
     assert sorted(shards[0] + shards[1]) == list(range(10)) and shards[0] == [0, 2, 4, 6, 8]
     with pytest.raises(ValueError, match="rank"):
         RLDSIterableDataset(make_finite, lambda f: f, rank=2, world_size=2)
+
+
+def test_subsample_keeps_ordered_random_steps_of_long_episodes(tf):
+    from openvla.data.traj_transforms import subsample
+
+    traj = {"action": tf.reshape(tf.range(10, dtype=tf.float32), [10, 1])}
+    kept = subsample(traj, 4, seed=1)["action"].numpy()[:, 0]
+    assert len(kept) == 4 and np.all(np.diff(kept) > 0)
+    np.testing.assert_array_equal(subsample(traj, 20)["action"].numpy()[:, 0], np.arange(10))

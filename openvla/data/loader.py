@@ -175,6 +175,7 @@ def _episode_pipeline(
     num_parallel_calls: int,
     seed: int,
     cameras: Sequence[str],
+    subsample_length: int | None,
 ) -> DLataset:
     ds = standardized_trajectories(
         data_dir,
@@ -199,6 +200,8 @@ def _episode_pipeline(
     elif goal_relabeling is not None:
         raise ValueError(f"goal_relabeling {goal_relabeling!r} unknown; expected None or 'uniform'")
     ds = ds.traj_map(lambda traj: tt.chunk_window(traj, window_size, chunk), num_parallel_calls)
+    if train and subsample_length:
+        ds = ds.traj_map(lambda traj: tt.subsample(traj, subsample_length, seed), num_parallel_calls)
     if train:
         ds = ds.repeat()
     return ds.flatten(num_parallel_calls)
@@ -246,6 +249,7 @@ def make_dataset(
     max_action: float | None = None,
     max_proprio: float | None = None,
     load_camera_views: Sequence[str] = ("primary",),
+    subsample_length: int | None = None,
 ):
     """Frames of a mixture (a registered mixture/dataset name or ``[(dataset, weight)]``) as ``tf.data.Dataset``.
 
@@ -292,6 +296,7 @@ def make_dataset(
             num_parallel_calls=calls[i],
             seed=seed + i,
             cameras=load_camera_views,
+            subsample_length=subsample_length,
         ).dataset
         for i, name in enumerate(names)
     ]

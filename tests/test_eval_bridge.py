@@ -176,6 +176,33 @@ def test_live_vla_policy_sends_the_models_action_on_the_resized_frame(predictor)
         VLARobotPolicy(predictor, "libero_spatial_no_noops")
 
 
+def test_evaluate_bridge_live_mode_records_the_sent_actions(predictor, tmp_path):
+    import dataclasses
+
+    from openvla.config import EvalBridgeConfig
+    from openvla.eval.bridge import evaluate_bridge
+
+    cfg = EvalBridgeConfig(mode="live", unnorm_key="bridge_orig", instruction="put the spoon on the towel", steps=4)
+    clock = ManualClock()
+    robot = FakeRobot(image_size=128, clock=clock)
+    summary = evaluate_bridge(
+        cfg, model_dir="unused", data_dir="unused", plots_dir=tmp_path, robot=robot, clock=clock, predictor=predictor
+    )
+    assert summary["steps"] == 4 and summary["control_hz"] == 5.0 and summary["overruns"] == 0
+    with open(tmp_path / "live_actions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]
+    np.testing.assert_allclose([[float(r[n]) for n in dim_names(7)] for r in rows], np.stack(robot.actions), rtol=1e-5)
+    with pytest.raises(ValueError, match="instruction"):
+        evaluate_bridge(
+            dataclasses.replace(cfg, instruction=""),
+            model_dir="-",
+            data_dir="-",
+            plots_dir=tmp_path,
+            predictor=predictor,
+        )
+
+
 # --------------------------------------------------------------------------------------------------------------
 # WidowX adapter
 # --------------------------------------------------------------------------------------------------------------

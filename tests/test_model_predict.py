@@ -124,3 +124,16 @@ def test_tiny_model_learns_one_sample_and_greedy_decoding_reproduces_its_action_
             reproduced_at = step
             break
     assert reproduced_at is not None, f"not reproduced after 60 steps (loss {loss.item():.3f})"
+
+
+def test_sampling_is_reproducible_with_a_seeded_generator(model):
+    (row,) = prompts(TEXTS[:1])
+    pixels = torch.randn(1, 6, 112, 112, generator=torch.Generator().manual_seed(4))
+    draws = [
+        model.generate_action_tokens(
+            row[None], pixels, num_tokens=7, do_sample=True, generator=torch.Generator().manual_seed(9)
+        )
+        for _ in range(2)
+    ]
+    assert draws[0].tolist() == draws[1].tolist()
+    assert ((draws[0] >= 0) & (draws[0] < 32064)).all()

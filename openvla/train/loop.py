@@ -77,11 +77,15 @@ class Checkpointer:
         info: DistInfo,
         write_model: Callable[[Path, dict[str, torch.Tensor]], None],
         run_fingerprint: str,
+        model_state: Callable[[nn.Module], dict[str, torch.Tensor]] = full_model_state_dict,
     ) -> None:
+        """``model_state(model)`` collects what ``write_model`` writes (default: the gathered full state dict;
+        LoRA passes the adapter weights only)."""
         self.manager = manager
         self.info = info
         self.write_model = write_model
         self.run_fingerprint = run_fingerprint
+        self.model_state = model_state
 
     def find_resume(self, resume: bool) -> Path | None:
         """The checkpoint to resume from (decided on rank 0, broadcast), clearing one of another config."""
@@ -109,7 +113,7 @@ class Checkpointer:
         scheduler: Any,
         data_state: Mapping[str, Any],
     ) -> None:
-        model_state = full_model_state_dict(model)
+        model_state = self.model_state(model)
         optim_state = full_optimizer_state_dict(model, optimizer)
         rngs = all_gather_objects(ckpt.capture_rng())
         if self.info.is_main:

@@ -36,15 +36,23 @@ class VLAComponents:
     collator: Any  # PaddedCollator
 
 
-def build_components(model_config: Any, text_tokenizer_spec: str, action_tokenizer_dir: str | Path) -> VLAComponents:
-    """Tokenizers (text from ``model.tokenizer``, actions from the ``bins`` stage), image processor, transforms."""
-    from openvla.actions import load_action_tokenizer
+def build_components(
+    model_config: Any, text_tokenizer_spec: str, action_tokenizer_dir: str | Path | None
+) -> VLAComponents:
+    """Tokenizers (text from ``model.tokenizer``, actions from the ``bins`` stage), image processor, transforms.
+
+    ``action_tokenizer_dir`` None: OpenVLA's uniform bins over the model's unpadded vocabulary.
+    """
+    from openvla.actions import ActionTokenizer, load_action_tokenizer
     from openvla.model import PaddedCollator, PrismaticImageProcessor, VLABatchTransform
     from openvla.model.prompts import get_prompt_builder
     from openvla.model.text_tokenizer import load_text_tokenizer
 
     text_tokenizer = load_text_tokenizer(text_tokenizer_spec)
-    action_tokenizer = load_action_tokenizer(action_tokenizer_dir)
+    if action_tokenizer_dir is None:
+        action_tokenizer = ActionTokenizer(model_config.base_vocab_size, model_config.n_action_bins)
+    else:
+        action_tokenizer = load_action_tokenizer(action_tokenizer_dir)
     base_vocab = model_config.base_vocab_size
     if action_tokenizer.vocab_size != base_vocab:
         raise ValueError(f"{action_tokenizer_dir}: action tokenizer vocab_size {action_tokenizer.vocab_size} differs "

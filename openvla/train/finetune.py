@@ -1,0 +1,231 @@
+"""LoRA fine-tuning of a pretrained VLA and the merged model it produces (DESIGN §8).
+
+``run_finetune`` loads the base (the pretrain stage's ``latest`` checkpoint or any HF directory of our format),
+adds peft LoRA adapters, trains them on the fine-tuning mixture (one process, or DDP under torchrun), and leaves in
+``run_dir``: ``checkpoints/`` + ``latest`` (adapter + optimizer, resumable), ``adapter/`` (peft adapter directory),
+``merged/`` (the adapters folded into the base on CPU: a complete HF directory with tokenizer, image processor,
+action tokenizer and ``dataset_statistics.json`` — the fine-tuning data's statistics, also in the config's
+``norm_stats``, which OpenVLA's script forgets) and ``dataset_statistics.json``. The summary includes
+``merge_max_abs_logit_diff``: merged vs adapter model on one batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from openvla.config import Params
+from openvla.io import atomic_directory, atomic_write_json
+from openvla.train.checkpoint import CheckpointManager, load_weights, resolve_checkpoint
+from openvla.train.data import make_vla_loader, per_rank_batch_size
+from openvla.train.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
+from openvla.train.loop import Checkpointer, LoopConfig, fingerprint, fit
+from openvla.train.lora import adapter_state_dict, apply_lora, load_adapter_state_dict, merge_lora
+from openvla.train.metrics import MetricsRecorder
+from openvla.train.optim import build_optimizer, build_scheduler
+from openvla.train.pretrain import load_statistics
+from openvla.train.strategy import unwrap, wrap_model
+from openvla.train.vla import (
+    ACTION_TOKENIZER_DIR,
+    MODEL_INPUTS,
+    STATISTICS_FILE,
+    VLAObjective,
+    batch_size_of,
+    build_components,
+    write_hf_directory,
+)
+
+log = logging.getLogger(__name__)
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def resolve_base(base: str, pretrain_run_dir: str | Path) -> Path:
+    """``finetune.base``: "pretrain" → the checkpoint ``<pretrain_run_dir>/latest`` names; else an HF directory."""
+    path = resolve_checkpoint(pretrain_run_dir) if base == "pretrain" else Path(base)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"finetune.base: {path} has no config.json (expected an HF model directory)")
+    return path
+
+
+def _tokenizer_sources(base_dir: Path, text_spec: str, action_tokenizer_dir: Path | None) -> tuple[str, Path | None]:
+    """The base directory's own tokenizers when it carries them (checkpoints and exports do)."""
+    text = str(base_dir) if (base_dir / "tokenizer_config.json").is_file() else text_spec
+    if (base_dir / ACTION_TOKENIZER_DIR).is_dir():
+        return text, base_dir / ACTION_TOKENIZER_DIR
+    if action_tokenizer_dir is not None and action_tokenizer_dir.is_dir():
+        return text, action_tokenizer_dir
+    return text, None
+
+
+def run_finetune(
+    params: Params,
+    *,
+    base_dir: str | Path,
+    data_dir: str | Path,
+    statistics_path: str | Path,
+    action_tokenizer_dir: str | Path | None,
+    run_dir: str | Path,
+    plots_dir: str | Path | None,
+    run: Any | None = None,
+    device: str = "auto",
+    on_step_end: Callable[[int, dict], bool | None] | None = None,
+) -> dict[str, Any]:
+    """Fine-tune LoRA adapters on the base model and write adapter + merged model; returns the summary."""
+    info = init_distributed(device)
+    try:
+        return _finetune(params, info, Path(base_dir), Path(data_dir), Path(statistics_path),
+                         Path(action_tokenizer_dir) if action_tokenizer_dir else None, Path(run_dir), plots_dir, run,
+                         on_step_end)  # fmt: skip
+    finally:
+        shutdown_distributed()
+
+
+def _finetune(
+    params: Params,
+    info: DistInfo,
+    base_dir: Path,
+    data_dir: Path,
+    statistics_path: Path,
+    action_tokenizer_dir: Path | None,
+    run_dir: Path,
+    plots_dir: str | Path | None,
+    run: Any | None,
+    on_step_end: Callable[[int, dict], bool | None] | None,
+) -> dict[str, Any]:
+    from openvla.model import OpenVLAForActionPrediction, image_size_of
+
+    cfg = params.finetune
+    mixture = cfg.mixture or params.data.mixture
+    statistics = load_statistics(statistics_path, mixture)
+    torch.manual_seed(cfg.seed)  # same base + adapter init on every rank
+    model = OpenVLAForActionPrediction.from_pretrained(
+        str(base_dir), attn_implementation=params.model.attn_implementation
+    )
+    model.config.norm_stats = statistics
+    text_spec, action_dir = _tokenizer_sources(base_dir, params.model.tokenizer, action_tokenizer_dir)
+    components = build_components(model.config, text_spec, action_dir)
+    peft_model = apply_lora(model, cfg.lora_rank, cfg.alpha, cfg.lora_dropout, cfg.target_modules)
+
+    manager = CheckpointManager(run_dir, keep_last=cfg.keep_last)
+    recipe = {k: getattr(cfg, k) for k in ("base", "lora_rank", "lora_alpha", "lora_dropout", "target_modules", "lr",
+                                           "batch_size", "grad_accumulation", "grad_clip", "seed")}  # fmt: skip
+    checkpointer = Checkpointer(
+        manager,
+        info,
+        lambda directory, state: peft_model.save_pretrained(str(directory), state_dict=state),
+        fingerprint(
+            {
+                "recipe": recipe,
+                "mixture": mixture,
+                "base": str(base_dir),
+                "stats": statistics,
+                "data": vars(params.data),
+            }
+        ),
+        model_state=lambda m: adapter_state_dict(unwrap(m)),
+    )
+    resume_from = checkpointer.find_resume(cfg.resume == "auto")
+    if resume_from is not None:
+        load_adapter_state_dict(peft_model, load_adapter_weights(resume_from))
+    torch.manual_seed(cfg.seed + 1 + info.rank)
+    counts = {
+        "trainable_params": sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
+        "total_params": sum(p.numel() for p in peft_model.parameters()),
+    }
+    strategy = "ddp" if info.world_size > 1 else "none"
+    model_w = wrap_model(peft_model, strategy, info)
+    optimizer = build_optimizer(model_w, cfg.lr, weight_decay=0.0)
+    scheduler = build_scheduler(optimizer, "constant", cfg.steps)
+    start = checkpointer.restore(resume_from, model_w, optimizer, scheduler)["step"] if resume_from else 0
+
+    recorder = None
+    if info.is_main:
+        recorder = MetricsRecorder(run, run_dir / "history.jsonl", plots_dir)
+        recorder.resume_from(start)
+        atomic_write_json(run_dir / STATISTICS_FILE, statistics)
+    loader = make_vla_loader(
+        data_dir=data_dir,
+        mixture=mixture,
+        statistics=statistics,
+        data_cfg=params.data,
+        image_size=image_size_of(model.config),
+        image_augmentation=cfg.image_augmentation,
+        transform=components.transform,
+        collator=components.collator,
+        batch_size=per_rank_batch_size(cfg.batch_size, info),
+        seed=cfg.seed,
+        info=info,
+        start_step=start,
+    )
+    batches = iter(loader)
+    summary: dict[str, Any] = {}
+    if start < cfg.steps:
+        summary = fit(
+            model_w,
+            optimizer,
+            scheduler,
+            batches,
+            VLAObjective(components.action_tokenizer, info.device),
+            LoopConfig(cfg.steps, cfg.grad_accumulation, cfg.grad_clip, cfg.save_every, cfg.log_every),
+            info,
+            start_step=start,
+            checkpointer=checkpointer,
+            recorder=recorder,
+            batch_size_of=batch_size_of,
+            on_step_end=on_step_end,
+            desc="finetune",
+        )
+    summary.update({"resumed_from_step": start, "world_size": info.world_size, "lora_alpha": cfg.alpha, **counts})
+    if info.is_main:
+        summary.update(_write_outputs(peft_model, components, statistics, run_dir, next(batches)))
+        if recorder is not None:
+            recorder.write_plots()
+            for key in ("loss", "action_accuracy", "l1"):
+                mean = recorder.tail_mean(key)
+                if mean is not None:
+                    summary.setdefault(f"last10_{key}", mean)
+        if run is not None:
+            run.log_artifact(run_dir / STATISTICS_FILE)
+            run.log_artifacts(run_dir / "adapter", artifact_path="adapter")
+            run.log_artifact(run_dir / "merged" / "config.json", artifact_path="merged")
+            if plots_dir:
+                run.log_artifacts(plots_dir, artifact_path="plots")
+    barrier()
+    return summary
+
+
+def load_adapter_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    path = checkpoint / ADAPTER_WEIGHTS
+    if path.is_file():
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return load_weights(checkpoint)
+
+
+def _write_outputs(
+    peft_model: Any, components: Any, statistics: dict, run_dir: Path, check_batch: dict
+) -> dict[str, float]:
+    """adapter/ and merged/ (rank 0); returns how far the merged model's logits are from the adapter model's."""
+    peft_model.eval()
+    inputs = {k: check_batch[k] for k in MODEL_INPUTS if k != "labels"}
+    peft_model.to("cpu")
+    with torch.no_grad():
+        adapter_logits = peft_model(**inputs).logits
+    with atomic_directory(run_dir / "adapter") as directory:
+        peft_model.save_pretrained(str(directory))
+        atomic_write_json(directory / STATISTICS_FILE, statistics)
+    merged = merge_lora(peft_model)
+    merged.eval()
+    with torch.no_grad():
+        merged_logits = merged(**inputs).logits
+    diff = float((merged_logits - adapter_logits).abs().max())
+    with atomic_directory(run_dir / "merged") as directory:
+        write_hf_directory(directory, merged, None, components, statistics)
+    log.info("merged model → %s (max |logit diff| vs adapter model: %.2e)", run_dir / "merged", diff)
+    return {"merge_max_abs_logit_diff": diff}

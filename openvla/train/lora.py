@@ -1,0 +1,79 @@
+"""LoRA adapters with peft, as OpenVLA fine-tunes (DESIGN §8), and their merge into a plain model.
+
+OpenVLA: ``LoraConfig(r=32, lora_alpha=min(r, 16), lora_dropout=0.0, target_modules="all-linear",
+init_lora_weights="gaussian")``. peft's "all-linear" takes every ``nn.Linear`` of the model except the output head
+(``get_output_embeddings()``, the LLM's ``lm_head``): the ViTs, the projector and the LLM layers. We also leave out
+the Linear layers whose parameters never get a gradient (the ViTs' last block, after the feature layer): an
+adapter there would only be dead weight, and DDP would wait for its gradient.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+def dead_linear_modules(model: nn.Module) -> list[str]:
+    """Names of ``nn.Linear`` modules all of whose parameters the model reports as never used in forward."""
+    unused = set(getattr(model, "unused_parameter_names", lambda: [])())
+    dead = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            params = [f"{name}.{p}" for p, _ in module.named_parameters()]
+            if params and all(p in unused for p in params):
+                dead.append(name)
+    return dead
+
+
+def apply_lora(
+    model: nn.Module, rank: int, alpha: int, dropout: float = 0.0, target_modules: str | list[str] = "all-linear"
+) -> Any:
+    """Freeze ``model`` and add LoRA adapters (gaussian init, so the adapted model starts equal to the base)."""
+    from peft import LoraConfig, get_peft_model
+
+    exclude = dead_linear_modules(model)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+        exclude_modules=exclude or None,
+        init_lora_weights="gaussian",
+    )
+    peft_model = get_peft_model(model, config)
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in peft_model.parameters())
+    log.info("LoRA r=%d alpha=%d on %s: %d of %d parameters trainable (%.2f%%), %d dead Linear layers skipped",
+             rank, alpha, target_modules, trainable, total, 100.0 * trainable / total, len(exclude))  # fmt: skip
+    return peft_model
+
+
+def is_lora_parameter(name: str) -> bool:
+    return "lora_" in name
+
+
+def adapter_state_dict(peft_model: nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter weights only (what ``save_pretrained`` of a PeftModel writes), on CPU."""
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().cpu() for k, v in get_peft_model_state_dict(peft_model).items()}
+
+
+def load_adapter_state_dict(peft_model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    from peft import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(peft_model, state)
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise ValueError(f"adapter checkpoint has keys this LoRA model lacks: {unexpected[:5]}")
+
+
+def merge_lora(peft_model: Any) -> nn.Module:
+    """Fold the adapters into the base weights on CPU and return the plain model (OpenVLA merges on CPU too)."""
+    peft_model.to("cpu")
+    return peft_model.merge_and_unload()

@@ -128,3 +128,18 @@ def test_save_pretrained_round_trip_gives_identical_outputs(model, batch, tmp_pa
         a, b = model(**inputs), loaded(**inputs)
     torch.testing.assert_close(a.logits, b.logits, rtol=0, atol=0)
     model.config.norm_stats = None
+
+
+def test_logits_to_keep_gives_the_same_loss_and_tail_logits(model, batch):
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "labels")}
+    keep = model.min_logits_to_keep(batch["labels"])
+    first_label = int((batch["labels"] != IGNORE_INDEX).any(0).nonzero()[0, 0])
+    assert keep == batch["labels"].shape[1] - first_label + 1
+    with torch.no_grad():
+        full = model(**inputs)
+        tail = model(**inputs, logits_to_keep=keep)
+    assert tail.logits.shape == (3, keep, 32064)
+    torch.testing.assert_close(tail.logits, full.logits[:, -keep:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(tail.loss, full.loss, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="drops labelled positions"):
+        model(**inputs, logits_to_keep=keep - 1)

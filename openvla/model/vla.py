@@ -181,12 +181,18 @@ class OpenVLAForActionPrediction(PreTrainedModel):
         output_hidden_states: bool | None = None,
         output_projector_features: bool | None = None,
         return_dict: bool | None = None,
+        logits_to_keep: int = 0,
         **kwargs: Any,
     ) -> OpenVLAOutput | tuple:
         """Causal-LM forward over [BOS] + patches + prompt (inputs right-padded, BOS first).
 
         Without ``pixel_values`` (or when continuing from a ``cache``) this is the plain LLM. ``past_key_values``
         (OpenVLA's name) is accepted as an alias of ``cache``.
+
+        ``logits_to_keep`` = K > 0 computes logits for the last K positions only (transformers' meaning) and, with
+        ``labels``, the same loss as the full forward as long as every labelled position lies in the last K − 1
+        (``min_logits_to_keep(labels)`` gives the smallest such K). On CPU the 32k-vocabulary head dominates a
+        tiny model's step, so this makes training several times cheaper.
         """
         cache = kwargs.pop("past_key_values", None) if cache is None else cache
         for name, flag in (("output_attentions", output_attentions), ("output_hidden_states", output_hidden_states)):
@@ -208,15 +214,34 @@ class OpenVLAForActionPrediction(PreTrainedModel):
             input_ids=input_ids,
             attention_mask=attention_mask,
             inputs_embeds=inputs_embeds,
-            labels=labels,
+            labels=labels if not logits_to_keep else None,
             cache=cache,
             position_ids=position_ids,
             use_cache=use_cache,
             return_dict=True,
+            logits_to_keep=logits_to_keep,
             **kwargs,
         )
+        loss = out.loss
+        if logits_to_keep and labels is not None:
+            kept = labels[:, -logits_to_keep:]
+            dropped = labels[:, 1 : labels.shape[1] - logits_to_keep + 1]  # position 0 is never predicted
+            if bool((dropped != IGNORE_INDEX).any()):
+                raise ValueError(
+                    f"logits_to_keep={logits_to_keep} drops labelled positions; use at least "
+                    f"min_logits_to_keep(labels) on the text labels"
+                )
+            num_items = kwargs.get("num_items_in_batch")
+            loss = nn.functional.cross_entropy(
+                out.logits[:, :-1].flatten(0, 1).float(),
+                kept[:, 1:].flatten(),
+                ignore_index=IGNORE_INDEX,
+                reduction="mean" if num_items is None else "sum",
+            )
+            if num_items is not None:
+                loss = loss / num_items
         result = OpenVLAOutput(
-            loss=out.loss,
+            loss=loss,
             logits=out.logits,
             cache=out.cache,
             hidden_states=out.hidden_states,
@@ -224,6 +249,14 @@ class OpenVLAForActionPrediction(PreTrainedModel):
             projector_features=patches if output_projector_features else None,
         )
         return result if return_dict else result.to_tuple()
+
+    @staticmethod
+    def min_logits_to_keep(labels: torch.Tensor) -> int:
+        """Smallest ``logits_to_keep`` that keeps the loss exact for these (text, right-padded) labels."""
+        labelled = (labels != IGNORE_INDEX).any(dim=0).nonzero()
+        if labelled.numel() == 0:
+            return 1
+        return int(labels.shape[1] - labelled[0, 0] + 1)
 
     # ------------------------------------------------------------------------------------------------------------
     # action prediction

@@ -397,6 +397,21 @@ def embedded_rlds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "rlds"
 
 
+def test_load_predictor_uses_the_fitted_action_tokenizer_saved_with_the_model(model_dir, tmp_path):
+    import shutil
+
+    from openvla.actions import QuantileActionTokenizer, save_action_tokenizer
+    from openvla.eval.vla_predictor import load_predictor
+
+    assert type(load_predictor(model_dir, device="cpu", dtype="float32").action_tokenizer).__name__ == "ActionTokenizer"
+    copy = Path(shutil.copytree(model_dir, tmp_path / "model"))
+    fitted = QuantileActionTokenizer.fit(np.random.default_rng(0).normal(0, 0.3, (500, 7)), vocab_size=V)
+    save_action_tokenizer(fitted, copy / "action_tokenizer")
+    loaded = load_predictor(copy, device="cpu", dtype="float32").action_tokenizer
+    assert isinstance(loaded, QuantileActionTokenizer)
+    np.testing.assert_array_equal(loaded.bins, fitted.bins)
+
+
 def _params(path: Path, **eval_bridge: object) -> Path:
     import yaml
 

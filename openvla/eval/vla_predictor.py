@@ -8,7 +8,8 @@ image processor's ``apply_transform`` one by one, as ``VLABatchTransform`` does 
 ``load_predictor(model_dir)`` loads an exported HF directory through transformers' Auto classes (``import openvla``
 registers them) and falls back to ``OpenVLAForActionPrediction.from_pretrained`` plus the processor pieces for a
 plain ``save_pretrained`` checkpoint (no processor files: the image processor comes from the model config and the
-text tokenizer from ``tokenizer``, params ``model.tokenizer``).
+text tokenizer from ``tokenizer``, params ``model.tokenizer``). A fitted action tokenizer saved with the model
+(``action_tokenizer/``, the ``bins`` stage's quantile bins) replaces the uniform one, so tokens decode as in training.
 """
 
 from __future__ import annotations
@@ -158,6 +159,9 @@ def load_predictor(
 
         spec = str(model_dir) if (model_dir / "tokenizer_config.json").is_file() else tokenizer
         text_tokenizer = load_text_tokenizer(spec)
+    from openvla.hf.loading import attach_action_tokenizer
+
+    attach_action_tokenizer(model, model_dir)  # a fitted (e.g. quantile) tokenizer decodes as in training
     model.to(torch_device).eval()
     log.info("loaded %s (%s) on %s, %s", model_dir, type(model).__name__, torch_device, torch_dtype)
     return ActionPredictor(model, image_processor, text_tokenizer)

@@ -14,6 +14,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# One intra-op thread per process: the test models are tiny, so torch's thread pool costs more than it gives,
+# and multi-process tests (FSDP with 2 ranks) would otherwise oversubscribe a 2-core CI machine. Set before any
+# test imports torch; subprocesses inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MALLOC_ARENA_MAX", "2")
 
 
 def shared_path(*parts: str) -> Path:

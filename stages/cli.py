@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from stages import bins, convert, stats
+from stages import bins, convert, finetune, pretrain, stats
 from stages import demos as demos_stage
 from stages import eval_bridge as eval_bridge_stage
 from stages import eval_libero as eval_libero_stage
@@ -26,6 +26,8 @@ app.command("demos")(demos_stage.main)
 app.command("convert")(convert.main)
 app.command("stats")(stats.main)
 app.command("bins")(bins.main)
+app.command("pretrain")(pretrain.main)
+app.command("finetune")(finetune.main)
 app.command("eval-bridge")(eval_bridge_stage.main)
 app.command("export")(export_stage.main)
 app.command("serve")(serve_stage.main)

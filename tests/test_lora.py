@@ -11,10 +11,6 @@ from openvla.train.lora import apply_lora, dead_linear_modules, is_lora_paramete
 
 @pytest.fixture(scope="module")
 def batch():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from model_fixtures import tiny_batch
 
     return tiny_batch(n=2, seed=1)

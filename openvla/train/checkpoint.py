@@ -15,6 +15,7 @@ is never deleted. Leftover temporaries of killed saves are removed when the next
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -31,6 +32,7 @@ from openvla.io import atomic_directory, atomic_write_text
 log = logging.getLogger(__name__)
 
 TRAINER_STATE = "trainer_state.pt"
+CHECKPOINT_META = "checkpoint.json"  # step, config fingerprint, data state: readable without loading the optimizer
 POINTER = "latest"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
@@ -158,10 +160,16 @@ def load_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def checkpoint_fingerprint(checkpoint: str | Path) -> str | None:
+    """The configuration fingerprint a checkpoint was trained with (cheap: ``checkpoint.json`` when present)."""
+    meta = Path(checkpoint) / CHECKPOINT_META
+    if meta.is_file():
+        return json.loads(meta.read_text()).get("fingerprint")
+    return load_trainer_state(checkpoint).get("fingerprint")
+
+
 def load_weights(directory: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a ``save_pretrained``-style directory (``model.safetensors`` or its sharded index)."""
-    import json
-
     from safetensors.torch import load_file
 
     directory = Path(directory)

@@ -122,7 +122,7 @@ def _finetune(
             {
                 "recipe": recipe,
                 "mixture": mixture,
-                "base": str(base_dir),
+                "base": base_identity(base_dir),
                 "stats": statistics,
                 "data": vars(params.data),
             }
@@ -197,6 +197,16 @@ def _finetune(
                 run.log_artifacts(plots_dir, artifact_path="plots")
     barrier()
     return summary
+
+
+def base_identity(base_dir: Path) -> dict[str, Any]:
+    """What identifies the base weights cheaply: path, weight file sizes, and the pretrain run's fingerprint (so
+    adapters trained on an older base of the same path are not resumed)."""
+    from openvla.train.checkpoint import TRAINER_STATE, checkpoint_fingerprint
+
+    sizes = {p.name: p.stat().st_size for p in sorted(base_dir.glob("*.safetensors"))}
+    trained = checkpoint_fingerprint(base_dir) if (base_dir / TRAINER_STATE).is_file() else None
+    return {"path": str(base_dir.resolve()), "sizes": sizes, "pretrain_fingerprint": trained}
 
 
 def load_adapter_weights(checkpoint: Path) -> dict[str, torch.Tensor]:

@@ -93,12 +93,10 @@ class Checkpointer:
         if self.info.is_main:
             self.manager.remove_stale_temporaries()
             latest = self.manager.latest() if resume else None
-            if latest is not None:
-                state = ckpt.load_trainer_state(latest)
-                if state.get("fingerprint") != self.run_fingerprint:
-                    log.warning("not resuming from %s: it was trained with another configuration; starting over",
-                                latest)  # fmt: skip
-                    latest = None
+            if latest is not None and ckpt.checkpoint_fingerprint(latest) != self.run_fingerprint:
+                log.warning("not resuming from %s: it was trained with another configuration; starting over",
+                            latest)  # fmt: skip
+                latest = None
             if latest is None and (self.manager.pointer.exists() or self.manager.root.exists()):
                 self.manager.clear()
             choice = str(latest) if latest else None
@@ -127,8 +125,12 @@ class Checkpointer:
                 "fingerprint": self.run_fingerprint,
             }
 
+            meta = {"step": step, "fingerprint": self.run_fingerprint, "world_size": self.info.world_size,
+                    "data": dict(data_state)}  # fmt: skip
+
             def write(directory: Path) -> None:
                 self.write_model(directory, model_state)
+                (directory / ckpt.CHECKPOINT_META).write_text(json.dumps(meta, indent=2) + "\n")
                 torch.save(state, directory / ckpt.TRAINER_STATE)
 
             self.manager.save(step, write)

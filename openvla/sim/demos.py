@@ -10,6 +10,11 @@ Initial states: evaluation uses LIBERO's fixed initial states; the demos never d
 from the same distribution (LIBERO generated its fixed states with this sampler) but are different states; the
 summary reports the smallest distance between a demo's initial object placement and any fixed initial state.
 
+Known limitation: with ``hard_reset=False``, LIBERO's sampler places objects that sit *on a fixture* (the bowl
+"on the stove", libero_spatial task 7) far from that fixture, off the table; such tasks need another source of
+initial states (e.g. LIBERO's fixed states below ``eval_libero.first_init_state``). Task 0, the embedded default,
+places everything on table regions and is not affected.
+
 Noise: attempt ``k`` is noisy when ``floor((k + 1)·f) > floor(k·f)`` (f = ``noise_fraction``, so exactly that
 fraction of attempts); a noisy attempt executes ``clip(a[:3] + N(0, noise_std), −1, 1)`` and stores ``a``, the
 expert's clean action — the policy learns to come back to the expert's path.

@@ -92,7 +92,11 @@ class Checkpointer:
         choice = None
         if self.info.is_main:
             self.manager.remove_stale_temporaries()
-            latest = self.manager.latest() if resume else None
+            try:
+                latest = self.manager.latest() if resume else None
+            except ckpt.CheckpointError as err:  # e.g. a checkpoint deleted by hand under `latest`
+                log.warning("not resuming: %s; starting over", err)
+                latest = None
             if latest is not None and ckpt.checkpoint_fingerprint(latest) != self.run_fingerprint:
                 log.warning("not resuming from %s: it was trained with another configuration; starting over",
                             latest)  # fmt: skip

@@ -130,8 +130,12 @@ def _pretrain(
         model = build_vla(model_config, attn_implementation=params.model.attn_implementation)
     model.config.norm_stats = statistics
     torch.manual_seed(cfg.seed + 1 + info.rank)  # per-rank randomness from here on (dropout, sampling)
-    counts = apply_freeze(model, cfg.freeze)
+    apply_freeze(model, cfg.freeze)
     frozen_unused = freeze_unused_parameters(model)
+    counts = {
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "total_params": sum(p.numel() for p in model.parameters()),
+    }
     wrap = wrap_classes_of(model)
     model = wrap_model(model, cfg.strategy, info, wrap_classes=wrap, precision=cfg.mixed_precision,
                        activation_checkpointing=cfg.activation_checkpointing)  # fmt: skip

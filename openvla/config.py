@@ -49,8 +49,12 @@ class DemosConfig:
     workers: int = 2  # simulator processes
     max_steps: int = 0  # step budget of one attempt; 0 = the suite's evaluation budget (220 for libero_spatial)
     cheap_rendering: bool = True  # no anti-aliasing/shadows/reflections (~3x faster); eval_libero must match
+    init_states: Literal["sampled", "fixed"] = "sampled"  # fresh placement samples, or LIBERO's fixed states
+    fixed_init_limit: int = 30  # "fixed": attempts use fixed states [0, this); keep ≤ eval_libero.first_init_state
 
     def __post_init__(self) -> None:
+        if not 1 <= self.fixed_init_limit <= 50:
+            raise ValueError(f"fixed_init_limit must be in [1, 50], got {self.fixed_init_limit}")
         if not 0.0 <= self.noise_fraction <= 1.0:
             raise ValueError(f"noise_fraction must be in [0, 1], got {self.noise_fraction}")
         if self.num_demos < 1 or self.max_attempts < self.num_demos:

@@ -121,3 +121,18 @@ def test_short_demos_run_writes_a_valid_libero_hdf5(spatial_env, tmp_path):
         assert set(np.unique(actions[:, 6])) == {-1.0, 1.0}  # the gripper opened and closed
         assert np.abs(actions[:, :6]).max() <= 1.0
         np.testing.assert_allclose(obs["ee_states"][0, :3], demo["robot_states"][0, 2:5])
+
+
+@pytest.mark.sim
+def test_fixed_initial_states_mode_starts_attempts_from_libero_states_below_the_limit(spatial_env):
+    from openvla.sim.demos import AttemptSpec, run_attempt
+    from openvla.sim.libero_env import get_task, init_states
+
+    fixed = init_states(get_task("libero_spatial", 0))
+    spec = dict(suite="libero_spatial", task_id=0, seed=0, resolution=SIM_RESOLUTION, noise_fraction=0.0)
+    for attempt, index in ((1, 1), (31, 1), (29, 29)):
+        result = run_attempt(
+            AttemptSpec(**spec, attempt=attempt, noise_std=0.0, max_steps=3, init_states="fixed", fixed_init_limit=30)
+        )
+        assert result.steps == 3 and not result.success and result.episode is None
+        np.testing.assert_allclose(result.init_state[1:], fixed[index][1:], atol=1e-9)  # [0] is the sim time

@@ -11,9 +11,11 @@ from the same distribution (LIBERO generated its fixed states with this sampler)
 summary reports the smallest distance between a demo's initial object placement and any fixed initial state.
 
 Known limitation: with ``hard_reset=False``, LIBERO's sampler places objects that sit *on a fixture* (the bowl
-"on the stove", libero_spatial task 7) far from that fixture, off the table; such tasks need another source of
-initial states (e.g. LIBERO's fixed states below ``eval_libero.first_init_state``). Task 0, the embedded default,
-places everything on table regions and is not affected.
+"on the stove", libero_spatial task 7) far from that fixture, off the table. For such tasks set
+``demos.init_states: fixed``: attempt ``k`` then starts from LIBERO's fixed initial state ``k mod fixed_init_limit``
+(states ``[0, fixed_init_limit)``, disjoint from evaluation's when ``fixed_init_limit ≤
+eval_libero.first_init_state``; attempts past the limit reuse states, only their noise differs). Task 0, the
+embedded default, places everything on table regions and uses fresh samples.
 
 Noise: attempt ``k`` is noisy when ``floor((k + 1)·f) > floor(k·f)`` (f = ``noise_fraction``, so exactly that
 fraction of attempts); a noisy attempt executes ``clip(a[:3] + N(0, noise_std), −1, 1)`` and stores ``a``, the
@@ -55,6 +57,8 @@ class AttemptSpec:
     noise_std: float
     max_steps: int  # step budget after the no-op steps
     cheap_rendering: bool = True
+    init_states: str = "sampled"  # "sampled" (fresh placement samples) or "fixed" (LIBERO's fixed states)
+    fixed_init_limit: int = 30  # "fixed": attempt k uses fixed state k mod this
 
 
 @dataclass
@@ -66,6 +70,7 @@ class AttemptResult:
     noisy: bool
     seconds: float
     episode: DemoEpisode | None  # None for failed attempts (images are not shipped back)
+    init_state: np.ndarray | None = None  # flattened MuJoCo state the attempt started from (before the no-op steps)
 
 
 def attempt_seed(seed: int, task_id: int, attempt: int) -> int:
@@ -105,8 +110,14 @@ def run_attempt(spec: AttemptSpec) -> AttemptResult:
 
     start = time.perf_counter()
     env, expert = _env_for(spec)
-    np.random.seed(attempt_seed(spec.seed, spec.task_id, spec.attempt))  # LIBERO's placement sampler uses it
-    reset(env)
+    if spec.init_states == "fixed":
+        from openvla.sim.libero_env import get_task, init_states, reset_to_state
+
+        fixed = init_states(get_task(spec.suite, spec.task_id))
+        reset_to_state(env, fixed[spec.attempt % min(spec.fixed_init_limit, len(fixed))])
+    else:
+        np.random.seed(attempt_seed(spec.seed, spec.task_id, spec.attempt))  # LIBERO's placement sampler uses it
+        reset(env)
     init_state = env.get_sim_state().copy()
     if spec.cheap_rendering:
         apply_cheap_rendering(env)
@@ -148,7 +159,8 @@ def run_attempt(spec: AttemptSpec) -> AttemptResult:
             success=True,
             attrs={"attempt": spec.attempt, "noisy": noisy, "init_state": init_state},
         )
-    return AttemptResult(spec.task_id, spec.attempt, success, steps, noisy, time.perf_counter() - start, episode)
+    seconds = time.perf_counter() - start
+    return AttemptResult(spec.task_id, spec.attempt, success, steps, noisy, seconds, episode, init_state)
 
 
 _OBS_FROM_ENV = ("agentview_rgb", "eye_in_hand_rgb", "ee_states", "gripper_states", "joint_states")
@@ -183,6 +195,8 @@ def collect_task(cfg: DemosConfig, task_id: int, max_steps: int) -> tuple[list[D
             noise_std=cfg.noise_std,
             max_steps=max_steps,
             cheap_rendering=cfg.cheap_rendering,
+            init_states=cfg.init_states,
+            fixed_init_limit=cfg.fixed_init_limit,
         )
         for k in range(cfg.max_attempts)
     ]
@@ -252,7 +266,10 @@ def make_demos(cfg: DemosConfig, out_dir: str | Path, run: Any | None = None) ->
                     f"demos: task {cfg.suite}/{task_id} gave {len(episodes)} successful demos in "
                     f"{cfg.max_attempts} attempts, fewer than demos.num_demos={cfg.num_demos}; raise demos.max_attempts"
                 )
-            stats["min_init_distance_to_fixed_states"] = min_distance_to_states(episodes, init_states(task))
+            if cfg.init_states == "sampled":
+                stats["min_init_distance_to_fixed_states"] = min_distance_to_states(episodes, init_states(task))
+            else:
+                stats["fixed_init_states_used"] = [0, cfg.fixed_init_limit]
             stats["seconds"] = time.perf_counter() - t0
             for ep in episodes:
                 ep.attrs.pop("init_state", None)  # used for the check above; the first `states` row is recorded
@@ -271,6 +288,7 @@ def make_demos(cfg: DemosConfig, out_dir: str | Path, run: Any | None = None) ->
                 "noise_fraction": cfg.noise_fraction,
                 "noise_std": cfg.noise_std,
                 "seed": cfg.seed,
+                "init_states": cfg.init_states,
             }
             write_libero_hdf5(tmp / f"{task.name}_demo.hdf5", episodes, problem_info=problem_info, env_args=env_args)
             summary["tasks"][str(task_id)] = stats

@@ -170,7 +170,7 @@ def _finetune(
             optimizer,
             scheduler,
             batches,
-            VLAObjective(components.action_tokenizer, info.device),
+            VLAObjective(components.action_tokenizer, info.device, autocast_bf16=info.device.type == "cuda"),
             LoopConfig(cfg.steps, cfg.grad_accumulation, cfg.grad_clip, cfg.save_every, cfg.log_every),
             info,
             start_step=start,

@@ -25,7 +25,7 @@ from openvla.train.distributed import DistInfo, init_distributed, shutdown_distr
 from openvla.train.loop import Checkpointer, LoopConfig, fingerprint, fit
 from openvla.train.metrics import MetricsRecorder
 from openvla.train.optim import apply_freeze, build_optimizer, build_scheduler
-from openvla.train.strategy import unwrap, wrap_model
+from openvla.train.strategy import resolve_precision, unwrap, wrap_model
 from openvla.train.vla import (
     STATISTICS_FILE,
     VLAObjective,
@@ -140,6 +140,7 @@ def _pretrain(
     model = wrap_model(model, cfg.strategy, info, wrap_classes=wrap, precision=cfg.mixed_precision,
                        activation_checkpointing=cfg.activation_checkpointing)  # fmt: skip
     holder["model"] = unwrap(model)
+    autocast = cfg.strategy != "fsdp" and resolve_precision(cfg.mixed_precision, info.device) == "bf16"
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.steps, cfg.warmup_steps)
     start = checkpointer.restore(resume_from, model, optimizer, scheduler)["step"] if resume_from else 0
@@ -172,7 +173,7 @@ def _pretrain(
             optimizer,
             scheduler,
             loader,
-            VLAObjective(components.action_tokenizer, info.device),
+            VLAObjective(components.action_tokenizer, info.device, autocast_bf16=autocast),
             LoopConfig(cfg.steps, cfg.grad_accumulation, cfg.grad_clip, cfg.save_every, cfg.log_every),
             info,
             start_step=start,

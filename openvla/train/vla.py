@@ -71,13 +71,16 @@ def build_components(
 class VLAObjective:
     """Causal-LM loss of the model plus action-token accuracy and L1 sums (per dataset when mixed)."""
 
-    def __init__(self, action_tokenizer: Any, device: torch.device) -> None:
+    def __init__(self, action_tokenizer: Any, device: torch.device, autocast_bf16: bool = False) -> None:
+        """``autocast_bf16``: run forward under bf16 autocast (DDP / one process on GPU; FSDP casts by itself)."""
         self.action_tokenizer = action_tokenizer
         self.device = device
+        self.autocast_bf16 = autocast_bf16
 
     def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         inputs = {k: batch[k].to(self.device, non_blocking=True) for k in MODEL_INPUTS}
-        out = model(**inputs)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            out = model(**inputs)
         with torch.no_grad():
             sums = action_token_sums(
                 out.logits.detach(),

@@ -75,6 +75,13 @@ def test_fsdp_two_processes_match_one_process_and_checkpoint_loads_into_plain_mo
     assert first[-1] < first[0]
 
 
+def test_ddp_two_processes_match_one_process(tmp_path, one_process):
+    proc = _torchrun(2, "--run-dir", str(tmp_path / "ddp2"), "--steps", "3", "--strategy", "ddp")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tf.run_toy(tmp_path / "plain", 3, one_process, strategy="none")
+    _assert_close(_final_state(tmp_path / "ddp2"), _final_state(tmp_path / "plain"))
+
+
 def test_sigkilled_run_resumes_to_the_parameters_of_an_uninterrupted_run(tmp_path, one_process):
     """2-process FSDP run, rank 0 SIGKILLed after step 3 (torchrun takes the job down), resumed on 2 processes."""
     steps = 6

@@ -143,3 +143,34 @@ def test_tiny_vla_memorizes_a_handful_of_episodes_and_saves_a_reloadable_hf_dire
     recorder.write_plots()
     rows = (tmp_path / "plots" / "action_accuracy.csv").read_text().splitlines()
     assert rows[0] == "step,action_accuracy" and len(rows) == summary["steps"] + 1
+
+
+def test_activation_checkpointing_and_vision_but_last_freeze_give_the_same_training(
+    tiny_config, components, one_process
+):
+    from openvla.model import build_vla
+    from openvla.train.optim import apply_freeze
+
+    batch = components.collator([components.transform(f) for f in episode_frames(1, 2)])
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "labels")}
+    losses = {}
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = build_vla(tiny_config, attn_implementation="sdpa")
+        apply_freeze(model, "vision_but_last")
+        freeze_unused_parameters(model)
+        vit = model.vision_backbone.featurizer
+        assert vit.blocks[2].attn.qkv.weight.requires_grad  # the last block whose output is used
+        assert not vit.blocks[1].attn.qkv.weight.requires_grad and not vit.blocks[3].attn.qkv.weight.requires_grad
+        model = wrap_model(model, "fsdp", one_process, wrap_classes=model.fsdp_wrap_classes(),
+                           activation_checkpointing=checkpointing)  # fmt: skip
+        optimizer = build_optimizer(model, lr=1e-3, weight_decay=0.0)
+        losses[checkpointing] = []
+        for _ in range(2):
+            loss = model(**inputs).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses[checkpointing].append(float(loss))
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+    assert losses[False][1] < losses[False][0]

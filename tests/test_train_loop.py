@@ -201,3 +201,6 @@ def test_action_token_metrics_align_predictions_after_the_patches():
     rates = summarize(sums)
     assert rates["action_accuracy"] == 0.75 and rates["l1"] == 0.25
     assert rates["a/action_accuracy"] == 0.5 and rates["b/action_accuracy"] == 1.0
+    # the model computing only the last K = 4 positions (logits_to_keep) gives the same sums
+    kept = action_token_sums(logits[:, -4:], labels, 5, decode=lambda ids: ids.astype("float32"), logits_to_keep=4)
+    assert kept == {k: v for k, v in sums.items() if "/" not in k}

@@ -30,19 +30,29 @@ def action_token_sums(
     action_token_begin_idx: int,
     decode: Any | None = None,
     dataset_names: Iterable[str] | None = None,
+    logits_to_keep: int = 0,
 ) -> dict[str, float]:
     """Sums for accuracy and L1 over the action tokens of a batch.
 
     ``logits`` (B, P + L, V) cover the multimodal sequence (P patch positions inserted after BOS), ``labels``
     (B, L) the text tokens. The prediction for text token i ≥ 1 is logits[:, P + i − 1], so predictions are
-    ``logits[:, P:-1]`` against ``labels[:, 1:]``. Action tokens are labels > ``action_token_begin_idx``;
-    ``decode(ids) -> values`` (the action tokenizer's) gives L1 in the normalized action space.
+    ``logits[:, P:-1]`` against ``labels[:, 1:]``. With ``logits_to_keep`` = K (the model computed the last K
+    positions only) they are ``logits[:, :-1]`` against ``labels[:, -(K-1):]``. Action tokens are labels >
+    ``action_token_begin_idx``; ``decode(ids) -> values`` (the action tokenizer's) gives L1 in the normalized
+    action space.
     """
-    num_patches = logits.shape[1] - labels.shape[1]
-    if num_patches < 0:
-        raise ValueError(f"logits length {logits.shape[1]} is shorter than labels length {labels.shape[1]}")
-    preds = logits[:, num_patches:-1].argmax(dim=-1)  # (B, L-1)
-    gt = labels[:, 1:]  # (B, L-1)
+    if logits_to_keep:
+        if logits.shape[1] != logits_to_keep or logits_to_keep > labels.shape[1]:
+            raise ValueError(f"logits length {logits.shape[1]} vs logits_to_keep {logits_to_keep} and "
+                             f"labels length {labels.shape[1]}")  # fmt: skip
+        preds = logits[:, :-1].argmax(dim=-1)  # (B, K-1)
+        gt = labels[:, labels.shape[1] - logits_to_keep + 1 :]  # (B, K-1)
+    else:
+        num_patches = logits.shape[1] - labels.shape[1]
+        if num_patches < 0:
+            raise ValueError(f"logits length {logits.shape[1]} is shorter than labels length {labels.shape[1]}")
+        preds = logits[:, num_patches:-1].argmax(dim=-1)  # (B, L-1)
+        gt = labels[:, 1:]  # (B, L-1)
     mask = gt > action_token_begin_idx
     correct = (preds == gt) & mask
     names = list(dataset_names) if dataset_names is not None else None

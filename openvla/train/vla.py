@@ -79,8 +79,10 @@ class VLAObjective:
 
     def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         inputs = {k: batch[k].to(self.device, non_blocking=True) for k in MODEL_INPUTS}
+        # Only the positions that predict labelled tokens need the 32k-vocabulary head (same loss, much cheaper).
+        keep = min_logits_to_keep(inputs["labels"])
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
-            out = model(**inputs)
+            out = model(**inputs, logits_to_keep=keep)
         with torch.no_grad():
             sums = action_token_sums(
                 out.logits.detach(),
@@ -88,8 +90,16 @@ class VLAObjective:
                 self.action_tokenizer.action_token_begin_idx,
                 decode=self.action_tokenizer.decode,
                 dataset_names=batch.get("dataset_names"),
+                logits_to_keep=keep,
             )
         return out.loss, sums
+
+
+def min_logits_to_keep(labels: torch.Tensor) -> int:
+    """Smallest K such that the last K logits cover every labelled text position (the model's own rule)."""
+    from openvla.model import OpenVLAForActionPrediction
+
+    return OpenVLAForActionPrediction.min_logits_to_keep(labels)
 
 
 def batch_size_of(batch: Mapping[str, Any]) -> int:

@@ -154,13 +154,15 @@ class PretrainConfig:
     resume: Literal["auto", "never"] = "auto"  # auto: continue from runs/pretrain/latest when its config matches
     log_every: int = 1  # record metrics (MLflow, plots) every N steps
     seed: int = 7  # model init (same on every rank) and data/augmentation streams (offset per rank)
+    cpu_threads: int = 1  # torch intra-op threads per process on CPU (0 = torch's default); 1 is fastest for the
+    # tiny model on a shared 2-core machine (2 spinning OpenMP threads were 3-20x slower under contention)
 
     def __post_init__(self) -> None:
         for key in ("nproc", "steps", "batch_size", "grad_accumulation", "keep_last", "log_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
-        if self.save_every < 0 or self.warmup_steps < 0:
-            raise ValueError("save_every and warmup_steps must be ≥ 0")
+        if self.save_every < 0 or self.warmup_steps < 0 or self.cpu_threads < 0:
+            raise ValueError("save_every, warmup_steps and cpu_threads must be ≥ 0")
         if self.batch_size % self.nproc:
             raise ValueError(f"batch_size {self.batch_size} must be divisible by nproc {self.nproc}")
 
@@ -186,13 +188,14 @@ class FinetuneConfig:
     resume: Literal["auto", "never"] = "auto"  # auto: continue from runs/finetune/latest when its config matches
     log_every: int = 1  # record metrics every N steps
     seed: int = 7  # LoRA init and data/augmentation streams
+    cpu_threads: int = 1  # torch intra-op threads per process on CPU (0 = torch's default), see pretrain.cpu_threads
 
     def __post_init__(self) -> None:
         for key in ("lora_rank", "steps", "batch_size", "grad_accumulation", "keep_last", "log_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
-        if self.lora_alpha < 0 or self.save_every < 0 or not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError("lora_alpha and save_every must be ≥ 0, lora_dropout in [0, 1)")
+        if self.lora_alpha < 0 or self.save_every < 0 or self.cpu_threads < 0 or not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError("lora_alpha, save_every and cpu_threads must be ≥ 0, lora_dropout in [0, 1)")
 
     @property
     def alpha(self) -> int:

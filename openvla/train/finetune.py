@@ -100,6 +100,8 @@ def _finetune(
     from openvla.model import OpenVLAForActionPrediction, image_size_of
 
     cfg = params.finetune
+    if info.device.type == "cpu" and cfg.cpu_threads > 0:
+        torch.set_num_threads(cfg.cpu_threads)
     mixture = cfg.mixture or params.data.mixture
     statistics = load_statistics(statistics_path, mixture)
     torch.manual_seed(cfg.seed)  # same base + adapter init on every rank

@@ -106,6 +106,8 @@ def _pretrain(
     from openvla.model import build_vla, get_model_config, image_size_of
 
     cfg = params.pretrain
+    if info.device.type == "cpu" and cfg.cpu_threads > 0:
+        torch.set_num_threads(cfg.cpu_threads)
     statistics = load_statistics(statistics_path, params.data.mixture)
     model_config = get_model_config(params.model.name)
     model_config.norm_stats = statistics

@@ -139,9 +139,11 @@ def load_vla_policy(model_dir: str | Path, unnorm_key: str = "", device: str = "
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: no config.json; export a model first (`openvla export`)")
     import openvla
+    from openvla.hf.loading import attach_action_tokenizer
 
     model = openvla.AutoModelForImageTextToText.from_pretrained(str(model_dir))
     processor = openvla.AutoProcessor.from_pretrained(str(model_dir))
+    attach_action_tokenizer(model, model_dir)  # fitted (e.g. quantile) bins travel with the export
     model.to(device).eval()
     return VLAPolicy(model, processor, unnorm_key=unnorm_key, device=device)
 

@@ -8,6 +8,8 @@ export DVC_NO_ANALYTICS := 1
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# glibc arenas per TensorFlow thread fragment memory; two keep the loader's RSS flat.
+export MALLOC_ARENA_MAX ?= 2
 
 .PHONY: setup repro test check autoformat clean bench
 

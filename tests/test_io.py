@@ -35,3 +35,13 @@ def test_atomic_directory_failure_keeps_previous_and_cleans_up(tmp_path):
         raise ValueError("crash mid-write")
     assert (out / "model.safetensors").read_text() == "good"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_atomic_directory_gets_normal_directory_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_directory(tmp_path / "out") as tmp:
+        (tmp / "f").write_text("x")
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask

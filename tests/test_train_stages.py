@@ -35,7 +35,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["data"].update(shuffle_buffer=16, num_parallel_calls=1, num_parallel_reads=1)
-    params["pretrain"].update(nproc=1, steps=2, batch_size=2, save_every=1, keep_last=1, lr=1e-3)
+    # A constant schedule, whatever the shipped default: extending `steps` must then resume the finished run.
+    params["pretrain"].update(
+        nproc=1, steps=2, batch_size=2, save_every=1, keep_last=1, lr=1e-3, schedule="constant", warmup_steps=0
+    )
     params["finetune"].update(steps=2, batch_size=2, save_every=0, lora_rank=4)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root

@@ -283,6 +283,10 @@ class ServeConfig:
     max_batch: int = 8  # requests batched together into one model call when they arrive at once
     batch_wait_ms: float = 2.0  # how long the first request of a batch waits for others (added latency when alone)
     max_queue: int = 256  # requests waiting for the model beyond this get HTTP 503 (retry later) instead of piling up
+    execution: Literal["chunk", "open_loop", "ensemble"] = "chunk"  # chunk = answer the model's whole (K, D) chunk;
+    # open_loop / ensemble = the server executes chunks per client session and answers one (D,) action per request
+    ensemble_decay: float = 0.01  # ensemble: weights exp(-decay·i), i = 0 the oldest prediction (ACT: 0.01)
+    max_sessions: int = 64  # open_loop / ensemble: executors kept (least recently used dropped beyond this)
 
     def __post_init__(self) -> None:
         if self.max_queue < 1:

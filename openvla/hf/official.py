@@ -45,6 +45,11 @@ OUR_CONFIG_KEYS: tuple[str, ...] = (
     "space_token_id",
     "action_head",
     "action_chunk",
+    "parallel_decoding",
+    "action_dim",
+    "use_proprio",
+    "proprio_dim",
+    "l1_head_blocks",
     "action_normalization",
 )
 OFFICIAL_PREPROCESSOR_KEYS: tuple[str, ...] = (
@@ -66,7 +71,16 @@ MODEL_TYPE = "openvla"
 ARCHITECTURE = "OpenVLAForActionPrediction"
 IMAGE_PROCESSOR_TYPE = "PrismaticImageProcessor"
 PROCESSOR_CLASS = "PrismaticProcessor"
-WEIGHT_PREFIXES = ("vision_backbone.featurizer.", "vision_backbone.fused_featurizer.", "projector.", "language_model.")
+OFFICIAL_WEIGHT_PREFIXES = (
+    "vision_backbone.featurizer.",
+    "vision_backbone.fused_featurizer.",
+    "projector.",
+    "language_model.",
+)
+# Our optional modules (OFT-style chunks): present only when the config enables them; the official remote code
+# cannot use them, so an export with them is ours-only (config keys parallel_decoding / action_head / use_proprio).
+OUR_WEIGHT_PREFIXES = ("action_queries.", "proprio_projector.", "l1_head.")
+WEIGHT_PREFIXES = OFFICIAL_WEIGHT_PREFIXES + OUR_WEIGHT_PREFIXES
 
 _TIMM_GAMMA = re.compile(r"\.(ls[12])\.gamma$")
 _OFFICIAL_SCALE = re.compile(r"\.(ls[12])\.scale_factor$")

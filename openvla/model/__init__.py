@@ -23,6 +23,8 @@ _EXPORTS = {
     "IGNORE_INDEX": "openvla.model.vla",
     "build_vla": "openvla.model.vla",
     "get_model_config": "openvla.model.configs",
+    "set_action_options": "openvla.model.configs",
+    "action_options_mismatch": "openvla.model.configs",
     "image_size_of": "openvla.model.configs",
     "model_config_names": "openvla.model.configs",
     "PrismaticImageProcessor": "openvla.model.image_processing",

@@ -5,9 +5,11 @@
 ``</s>``). The action pieces are the text of the action token ids; after tokenization the sequence must end with
 exactly those ids and EOS, which is checked for every sample (it holds for the Llama-2 and Mistral v1 tokenizers).
 
-Chunked actions (``data.chunk`` K > 1, frame action [window, K, 7]): the tokens head predicts the **current**
-action only (chunk index 0), as OpenVLA; the whole chunk is passed along as ``actions`` for heads and metrics
-that use it. Observation history (window > 1): the current (last) frame of the window is used.
+Action chunks (``action_chunk`` K, frame action [window, K, D]): token by token, the text holds the K·D action
+pieces of the chunk (K = 1 is OpenVLA's current action only). With ``parallel_decoding`` the text is the prompt
+only (the model appends "▁" and the slots) and the targets are ``action_labels`` (the K·D token ids) and
+``actions`` (the normalized chunk, for the L1 head). ``use_proprio`` adds ``proprio`` (the normalized state of the
+current step). Observation history (window > 1): the current (last) frame of the window is used.
 """
 
 from __future__ import annotations
@@ -60,12 +62,18 @@ class VLABatchTransform:
         image_processor: Any,
         prompt_builder_fn: Callable[[], Any],
         predict_stop_token: bool = True,
+        action_chunk: int = 1,
+        parallel_decoding: bool = False,
+        use_proprio: bool = False,
     ) -> None:
         self.text_tokenizer = text_tokenizer
         self.action_tokenizer = action_tokenizer
         self.image_processor = image_processor
         self.prompt_builder_fn = prompt_builder_fn
         self.predict_stop_token = predict_stop_token
+        self.action_chunk = action_chunk
+        self.parallel_decoding = parallel_decoding
+        self.use_proprio = use_proprio
 
     def action_text(self, action_ids: np.ndarray) -> str:
         """The text whose tokens are ``action_ids`` (OpenVLA decodes the ids and re-tokenizes the string)."""
@@ -91,6 +99,12 @@ class VLABatchTransform:
             labels[-1] = IGNORE_INDEX
         return input_ids, labels
 
+    def tokenize_prompt(self, instruction: str) -> torch.Tensor:
+        """The inference prompt (question turn, no answer) with BOS, int64 [L] (parallel decoding)."""
+        builder = self.prompt_builder_fn()
+        builder.add_turn("human", action_question(instruction))
+        return torch.tensor(self.text_tokenizer(builder.get_prompt(), add_special_tokens=True).input_ids)
+
     def __call__(self, frame: dict[str, Any]) -> dict[str, Any]:
         image = np.asarray(_get(frame, "observation", "image_primary"))
         if image.ndim == 4:  # [window, H, W, 3] → the current (last) frame
@@ -100,15 +114,32 @@ class VLABatchTransform:
             actions = actions[-1]
         if actions.ndim == 1:
             actions = actions[None]
+        if len(actions) < self.action_chunk:
+            raise ValueError(
+                f"VLABatchTransform: frames carry {len(actions)} actions, the model predicts chunks of "
+                f"{self.action_chunk}: set data.chunk to the model's action_chunk"
+            )
+        actions = actions[: self.action_chunk]
         instruction = _text(_get(frame, "task", "language_instruction"))
-        input_ids, labels = self.tokenize(instruction, actions[0])  # tokens head: the current action only
-        return {
-            "input_ids": input_ids,
-            "labels": labels,
-            "pixel_values": self.image_processor.apply_transform(image),
-            "dataset_name": _text(frame.get("dataset_name", b"")),
-            "actions": torch.from_numpy(actions.copy()),  # (chunk, D) normalized
-        }
+        out: dict[str, Any] = {}
+        if self.parallel_decoding:
+            input_ids = self.tokenize_prompt(instruction)
+            labels = torch.full_like(input_ids, IGNORE_INDEX)
+            action_ids = np.asarray(self.action_tokenizer.encode(actions), dtype=np.int64).reshape(-1)
+            out["action_labels"] = torch.from_numpy(action_ids)
+        else:
+            input_ids, labels = self.tokenize(instruction, actions.reshape(-1))
+        out.update(
+            input_ids=input_ids,
+            labels=labels,
+            pixel_values=self.image_processor.apply_transform(image),
+            dataset_name=_text(frame.get("dataset_name", b"")),
+            actions=torch.from_numpy(actions.copy()),  # (K, D) normalized
+        )
+        if self.use_proprio:
+            proprio = np.asarray(_get(frame, "observation", "proprio"), dtype=np.float32)
+            out["proprio"] = torch.from_numpy(proprio[-1] if proprio.ndim == 2 else proprio)
+        return out
 
 
 class PaddedCollator:
@@ -134,6 +165,7 @@ class PaddedCollator:
         }
         if "dataset_name" in instances[0]:
             batch["dataset_names"] = [inst["dataset_name"] for inst in instances]
-        if "actions" in instances[0]:
-            batch["actions"] = torch.stack([inst["actions"] for inst in instances])
+        for key in ("actions", "action_labels", "proprio"):
+            if key in instances[0]:
+                batch[key] = torch.stack([inst[key] for inst in instances])
         return batch

@@ -118,3 +118,49 @@ def get_model_config(name: str) -> OpenVLAConfig:
 def image_size_of(config: OpenVLAConfig) -> int:
     """The square input size of the vision backbone(s) in pixels (what the data pipeline resizes to)."""
     return int(config.image_sizes[0])
+
+
+def set_action_options(
+    config: OpenVLAConfig,
+    *,
+    action_head: str,
+    parallel_decoding: bool,
+    chunk: int,
+    use_proprio: bool,
+    statistics: dict,
+) -> OpenVLAConfig:
+    """Apply ``params.yaml``'s action options (``model.action_head``, ``model.parallel_decoding``, ``data.chunk``,
+    ``data.use_proprio``) to a named config; D and the proprio size come from the dataset statistics.
+
+    The L1 head always decodes in parallel (it reads the action slots), so ``action_head="l1"`` implies it.
+    """
+    entries = list(statistics.values())
+    if not entries:
+        raise ValueError("set_action_options: the statistics hold no dataset")
+    dims = {len(e["action"]["q01"]) for e in entries}
+    if len(dims) != 1:
+        raise ValueError(f"the datasets of the mixture have different action dimensions {sorted(dims)}")
+    config.action_head = action_head
+    config.parallel_decoding = bool(parallel_decoding or action_head == "l1")
+    config.action_chunk = int(chunk)
+    config.action_dim = dims.pop()
+    config.use_proprio = bool(use_proprio)
+    if use_proprio:
+        sizes = {len(e["proprio"]["q01"]) for e in entries}
+        if len(sizes) != 1:
+            raise ValueError(f"data.use_proprio: the datasets have different proprio sizes {sorted(sizes)}")
+        config.proprio_dim = sizes.pop()
+    config.validate_action_options()
+    return config
+
+
+def action_options_mismatch(config: OpenVLAConfig, params: object) -> list[str]:
+    """Where a trained model's action options differ from ``params`` (finetuning must not change them)."""
+    want = {
+        "action_head": params.model.action_head,
+        "parallel_decoding": bool(params.model.parallel_decoding or params.model.action_head == "l1"),
+        "action_chunk": params.data.chunk,
+        "use_proprio": params.data.use_proprio,
+    }
+    return [f"{key}: model has {getattr(config, key)!r}, params.yaml asks {value!r}"
+            for key, value in want.items() if getattr(config, key) != value]  # fmt: skip

@@ -4,7 +4,15 @@ The keys are those of the official ``openvla/openvla-7b`` ``config.json`` (DESIG
 loads into our model and our exports load with the official remote code. Keys that only we use are optional and
 default to OpenVLA's behaviour: ``timm_model_kwargs`` (dimension overrides that make tiny ViTs of the same timm
 family), ``space_token_id`` (the SentencePiece "▁" that ``predict_action`` appends), ``action_head``,
-``action_chunk`` and ``action_normalization``.
+``action_chunk``, ``parallel_decoding``, ``action_dim``, ``use_proprio``, ``proprio_dim``, ``l1_head_blocks`` and
+``action_normalization``.
+
+Action chunks and parallel decoding (OpenVLA-OFT, as options of the same model): ``action_chunk`` K actions of
+``action_dim`` D are predicted per query. ``parallel_decoding`` appends K·D learned action slots after the prompt,
+attended causally to the prompt and bidirectionally among themselves, and predicts them all in one forward;
+``action_head`` "tokens" reads the slots through the LM head (discrete bins, as OpenVLA), "l1" through a small
+MLP-ResNet regressing continuous normalized actions (trained with an L1 loss; needs parallel decoding).
+``use_proprio`` adds one token, projected from the normalized proprioceptive state, after the image patches.
 
 When ``timm_model_ids`` / ``image_sizes`` / ``timm_override_act_layers`` are absent they are derived from
 ``vision_backbone_id`` as OpenVLA does (the table below holds the ids we know).
@@ -29,6 +37,8 @@ VISION_BACKBONES: dict[str, tuple[list[str], int]] = {
 
 # "▁" (SentencePiece word boundary) ids: predict_action appends it when the prompt does not end with it.
 SPACE_TOKEN_IDS = {"llama2": 29871, "mistral": 28705}
+
+ACTION_HEADS = ("tokens", "l1")
 
 
 def default_space_token_id(llm_backbone_id: str) -> int:
@@ -64,8 +74,13 @@ class OpenVLAConfig(PretrainedConfig):
     # --- our optional keys -----------------------------------------------------------------------------------
     timm_model_kwargs: list | None = None  # per backbone: extra timm.create_model kwargs (tiny dims); None = none
     space_token_id: int | None = None  # "▁" id appended by predict_action; None → 29871 (Llama-2) / 28705 (Mistral)
-    action_head: str = "tokens"  # "tokens" = OpenVLA's discrete action tokens
-    action_chunk: int = 1  # future actions per sample; the tokens head predicts the current one only
+    action_head: str = "tokens"  # "tokens" = OpenVLA's discrete action tokens; "l1" = continuous MLP-ResNet (OFT)
+    action_chunk: int = 1  # K actions predicted per query (1 = OpenVLA)
+    parallel_decoding: bool = False  # K·D action slots predicted in one forward (OFT); False = token by token
+    action_dim: int = 7  # D: action dimensions per step (slots and the L1 head are sized by it)
+    use_proprio: bool = False  # one extra token projected from the normalized proprio state (OFT)
+    proprio_dim: int = 8  # state dimensions fed to the proprio projector (LIBERO: ee pose 6 + gripper 2)
+    l1_head_blocks: int = 2  # residual blocks of the L1 head's MLP-ResNet
     action_normalization: str = "bounds_q99"  # how norm_stats were applied to actions (unnormalize uses the same)
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -104,8 +119,24 @@ class OpenVLAConfig(PretrainedConfig):
             )
         if len(set(self.image_sizes)) != 1:
             raise ValueError(f"OpenVLAConfig.image_sizes: backbones must share one input size, got {self.image_sizes}")
-        if self.action_head != "tokens":
-            raise ValueError(f"OpenVLAConfig.action_head: only 'tokens' is implemented, got {self.action_head!r}")
+        self.validate_action_options()
+
+    def validate_action_options(self) -> None:
+        """Raise ``ValueError`` for an impossible combination of the action options (head, chunk, parallel)."""
+        if self.action_head not in ACTION_HEADS:
+            raise ValueError(f"OpenVLAConfig.action_head: expected one of {ACTION_HEADS}, got {self.action_head!r}")
+        if self.action_head == "l1" and not self.parallel_decoding:
+            raise ValueError(
+                "OpenVLAConfig.action_head='l1' needs parallel_decoding=True (the head reads action slots)"
+            )
+        for key in ("action_chunk", "action_dim", "proprio_dim"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"OpenVLAConfig.{key}: expected an integer ≥ 1, got {getattr(self, key)!r}")
+
+    @property
+    def num_action_slots(self) -> int:
+        """K·D: the action positions after the prompt (tokens decoded one by one, or parallel slots)."""
+        return int(self.action_chunk) * int(self.action_dim)
 
     @property
     def base_vocab_size(self) -> int:

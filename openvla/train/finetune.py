@@ -31,11 +31,12 @@ from openvla.train.pretrain import load_statistics
 from openvla.train.strategy import unwrap, wrap_model
 from openvla.train.vla import (
     ACTION_TOKENIZER_DIR,
-    MODEL_INPUTS,
     STATISTICS_FILE,
     VLAObjective,
     batch_size_of,
     build_components,
+    model_inputs,
+    prediction_of,
     write_hf_directory,
 )
 
@@ -97,7 +98,7 @@ def _finetune(
     run: Any | None,
     on_step_end: Callable[[int, dict], bool | None] | None,
 ) -> dict[str, Any]:
-    from openvla.model import OpenVLAForActionPrediction, image_size_of
+    from openvla.model import OpenVLAForActionPrediction, action_options_mismatch, image_size_of
 
     cfg = params.finetune
     if info.device.type == "cpu" and cfg.cpu_threads > 0:
@@ -109,6 +110,10 @@ def _finetune(
         str(base_dir), attn_implementation=params.model.attn_implementation
     )
     model.config.norm_stats = statistics
+    mismatch = action_options_mismatch(model.config, params)
+    if mismatch:
+        raise ValueError(f"{base_dir}: the base model was trained with other action options than params.yaml has "
+                         f"({'; '.join(mismatch)}); finetune with the base's options or pretrain again")  # fmt: skip
     text_spec, action_dir = _tokenizer_sources(base_dir, params.model.tokenizer, action_tokenizer_dir)
     components = build_components(model.config, text_spec, action_dir)
     peft_model = apply_lora(model, cfg.lora_rank, cfg.alpha, cfg.lora_dropout, cfg.target_modules)
@@ -225,17 +230,17 @@ def _write_outputs(
 ) -> dict[str, float]:
     """adapter/ and merged/ (rank 0); returns how far the merged model's logits are from the adapter model's."""
     peft_model.eval()
-    inputs = {k: check_batch[k] for k in MODEL_INPUTS if k != "labels"}
+    inputs = {k: v for k, v in model_inputs(check_batch).items() if k != "labels"}
     peft_model.to("cpu")
     with torch.no_grad():
-        adapter_logits = peft_model(**inputs).logits
+        adapter_logits = prediction_of(peft_model(**inputs))
     with atomic_directory(run_dir / "adapter") as directory:
         peft_model.save_pretrained(str(directory))
         atomic_write_json(directory / STATISTICS_FILE, statistics)
     merged = merge_lora(peft_model)
     merged.eval()
     with torch.no_grad():
-        merged_logits = merged(**inputs).logits
+        merged_logits = prediction_of(merged(**inputs))
     diff = float((merged_logits - adapter_logits).abs().max())
     with atomic_directory(run_dir / "merged") as directory:
         write_hf_directory(directory, merged, None, components, statistics)

@@ -4,7 +4,9 @@ OpenVLA: ``LoraConfig(r=32, lora_alpha=min(r, 16), lora_dropout=0.0, target_modu
 init_lora_weights="gaussian")``. peft's "all-linear" takes every ``nn.Linear`` of the model except the output head
 (``get_output_embeddings()``, the LLM's ``lm_head``): the ViTs, the projector and the LLM layers. We also leave out
 the Linear layers whose parameters never get a gradient (the ViTs' last block, after the feature layer): an
-adapter there would only be dead weight, and DDP would wait for its gradient.
+adapter there would only be dead weight, and DDP would wait for its gradient. The optional OFT modules (action
+slots, proprio projector, L1 head) are small and task-specific: they train in full (peft ``modules_to_save``) and
+``merge_and_unload`` puts the trained copies back.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import torch
 from torch import nn
 
 log = logging.getLogger(__name__)
+
+FULLY_TRAINED_MODULES = ("action_queries", "proprio_projector", "l1_head")
 
 
 def dead_linear_modules(model: nn.Module) -> list[str]:
@@ -37,12 +41,16 @@ def apply_lora(
     from peft import LoraConfig, get_peft_model
 
     exclude = dead_linear_modules(model)
+    # OFT's small new modules (action slots, proprio projector, L1 head) train in full, as OFT fine-tunes them.
+    full = [name for name in FULLY_TRAINED_MODULES if hasattr(model, name)]
+    exclude += [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n.split(".")[0] in full]
     config = LoraConfig(
         r=rank,
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=target_modules,
         exclude_modules=exclude or None,
+        modules_to_save=full or None,
         init_lora_weights="gaussian",
     )
     peft_model = get_peft_model(model, config)

@@ -76,6 +76,38 @@ def action_token_sums(
     return dict(sums)
 
 
+def parallel_action_sums(
+    output: Any,
+    action_labels: torch.Tensor,
+    actions: torch.Tensor,
+    action_tokenizer: Any,
+    dataset_names: Iterable[str] | None = None,
+) -> dict[str, float]:
+    """Sums for a parallel-decoding forward: token accuracy + L1 of decoded bins (tokens head, ``logits`` [B, K·D,
+    V]) or L1 of the regressed chunk (L1 head, ``actions`` [B, K, D]); L1 in the normalized action space."""
+    bsz = action_labels.shape[0]
+    if output.logits is not None:
+        preds = output.logits.argmax(dim=-1)
+        correct = (preds == action_labels).sum(dim=1).double().cpu()
+        pred_vals = torch.as_tensor(action_tokenizer.decode(preds.cpu().numpy()), dtype=torch.float64)
+        true_vals = torch.as_tensor(action_tokenizer.decode(action_labels.cpu().numpy()), dtype=torch.float64)
+    else:
+        correct = None
+        pred_vals = output.actions.detach().double().cpu().reshape(bsz, -1)
+        true_vals = actions.detach().double().cpu().reshape(bsz, -1)
+    l1_rows = (pred_vals - true_vals).abs().reshape(bsz, -1).sum(dim=1)
+    names = list(dataset_names) if dataset_names is not None else None
+    sums: dict[str, float] = defaultdict(float)
+    for i in range(bsz):
+        prefixes = [""] + ([f"{names[i]}/"] if names is not None and len(set(names)) > 1 else [])
+        for prefix in prefixes:
+            sums[f"{prefix}count"] += float(action_labels.shape[1])
+            sums[f"{prefix}l1_sum"] += float(l1_rows[i])
+            if correct is not None:
+                sums[f"{prefix}correct"] += float(correct[i])
+    return dict(sums)
+
+
 def summarize(sums: Mapping[str, float]) -> dict[str, float]:
     """Sums → rates: ``action_accuracy`` and ``l1`` (and ``<dataset>/…`` per dataset when mixed)."""
     out: dict[str, float] = {}
@@ -84,7 +116,8 @@ def summarize(sums: Mapping[str, float]) -> dict[str, float]:
         count = sums.get(f"{prefix}count", 0.0)
         if count <= 0:
             continue
-        out[f"{prefix}action_accuracy"] = sums.get(f"{prefix}correct", 0.0) / count
+        if f"{prefix}correct" in sums:  # the L1 head has no tokens to be right about
+            out[f"{prefix}action_accuracy"] = sums[f"{prefix}correct"] / count
         if f"{prefix}l1_sum" in sums:
             out[f"{prefix}l1"] = sums[f"{prefix}l1_sum"] / count
     return out

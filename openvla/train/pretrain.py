@@ -65,10 +65,16 @@ def resume_fingerprint(params: Params, statistics: Mapping[str, Any]) -> str:
     return fingerprint({"recipe": recipe, "model": vars(params.model), "data": vars(params.data), "stats": statistics})
 
 
-def _load_model(path: str | Path, attn_implementation: str) -> torch.nn.Module:
+ACTION_OPTION_KEYS = ("action_head", "parallel_decoding", "action_chunk", "action_dim", "use_proprio", "proprio_dim")
+
+
+def _load_model(path: str | Path, attn_implementation: str, options: Any | None = None) -> torch.nn.Module:
+    """Weights from a local directory; ``options`` (a config) overrides the action options, so that e.g. the
+    official checkpoint gains freshly initialised action slots / heads for chunked training."""
     from openvla.model import OpenVLAForActionPrediction
 
-    return OpenVLAForActionPrediction.from_pretrained(str(path), attn_implementation=attn_implementation)
+    overrides = {k: getattr(options, k) for k in ACTION_OPTION_KEYS} if options is not None else {}
+    return OpenVLAForActionPrediction.from_pretrained(str(path), attn_implementation=attn_implementation, **overrides)
 
 
 def run_pretrain(
@@ -103,7 +109,7 @@ def _pretrain(
     run: Any | None,
     on_step_end: Callable[[int, dict], None] | None,
 ) -> dict[str, Any]:
-    from openvla.model import build_vla, get_model_config, image_size_of
+    from openvla.model import build_vla, get_model_config, image_size_of, set_action_options
 
     cfg = params.pretrain
     if info.device.type == "cpu" and cfg.cpu_threads > 0:
@@ -111,6 +117,14 @@ def _pretrain(
     statistics = load_statistics(statistics_path, params.data.mixture)
     model_config = get_model_config(params.model.name)
     model_config.norm_stats = statistics
+    set_action_options(
+        model_config,
+        action_head=params.model.action_head,
+        parallel_decoding=params.model.parallel_decoding,
+        chunk=params.data.chunk,
+        use_proprio=params.data.use_proprio,
+        statistics=statistics,
+    )
     components = build_components(model_config, params.model.tokenizer, action_tokenizer_dir)
 
     manager = CheckpointManager(run_dir, keep_last=cfg.keep_last)
@@ -127,7 +141,7 @@ def _pretrain(
     if resume_from is not None:
         model = _load_model(resume_from, params.model.attn_implementation)
     elif params.model.weights:
-        model = _load_model(params.model.weights, params.model.attn_implementation)
+        model = _load_model(params.model.weights, params.model.attn_implementation, model_config)
     else:
         model = build_vla(model_config, attn_implementation=params.model.attn_implementation)
     model.config.norm_stats = statistics

@@ -16,13 +16,14 @@ import torch
 from torch import nn
 
 from openvla.io import atomic_write_json
-from openvla.train.metrics import action_token_sums
+from openvla.train.metrics import action_token_sums, parallel_action_sums
 
 log = logging.getLogger(__name__)
 
 ACTION_TOKENIZER_DIR = "action_tokenizer"
 STATISTICS_FILE = "dataset_statistics.json"
 MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "labels")
+OPTIONAL_MODEL_INPUTS = ("proprio", "action_labels", "actions")  # chunks / parallel decoding / proprio (OFT)
 
 
 @dataclass
@@ -63,13 +64,31 @@ def build_components(
         action_tokenizer,
         image_processor,
         functools.partial(get_prompt_builder, model_config.llm_backbone_id),
+        action_chunk=model_config.action_chunk,
+        parallel_decoding=model_config.parallel_decoding,
+        use_proprio=model_config.use_proprio,
     )
     collator = PaddedCollator(text_tokenizer.pad_token_id, model_max_length=model_config.llm_max_length)
     return VLAComponents(text_tokenizer, action_tokenizer, image_processor, transform, collator)
 
 
+def model_inputs(batch: Mapping[str, Any], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """The batch entries the model's forward takes (the optional ones when the collator made them)."""
+    keys = MODEL_INPUTS + tuple(k for k in OPTIONAL_MODEL_INPUTS if k in batch)
+    return {k: batch[k].to(device, non_blocking=True) for k in keys}
+
+
+def prediction_of(output: Any) -> torch.Tensor:
+    """What a forward predicted: logits (tokens head) or the normalized action chunk (L1 head)."""
+    return output.logits if output.logits is not None else output.actions
+
+
 class VLAObjective:
-    """Causal-LM loss of the model plus action-token accuracy and L1 sums (per dataset when mixed)."""
+    """The model's loss plus action-token accuracy and L1 sums (per dataset when mixed).
+
+    Token by token: causal-LM loss over the action tokens (and EOS). Parallel decoding: cross-entropy over the K·D
+    slots (tokens head) or L1 against the normalized chunk (L1 head, which has no token accuracy).
+    """
 
     def __init__(self, action_tokenizer: Any, device: torch.device, autocast_bf16: bool = False) -> None:
         """``autocast_bf16``: run forward under bf16 autocast (DDP / one process on GPU; FSDP casts by itself)."""
@@ -78,7 +97,14 @@ class VLAObjective:
         self.autocast_bf16 = autocast_bf16
 
     def __call__(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        inputs = {k: batch[k].to(self.device, non_blocking=True) for k in MODEL_INPUTS}
+        inputs = model_inputs(batch, self.device)
+        if "action_labels" in inputs:  # parallel decoding: the loss is over the slots
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+                out = model(**inputs)
+            with torch.no_grad():
+                sums = parallel_action_sums(out, inputs["action_labels"], inputs["actions"], self.action_tokenizer,
+                                            batch.get("dataset_names"))  # fmt: skip
+            return out.loss, sums
         # Only the positions that predict labelled tokens need the 32k-vocabulary head (same loss, much cheaper).
         keep = min_logits_to_keep(inputs["labels"])
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):

@@ -18,7 +18,7 @@ import logging
 import multiprocessing as mp
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,17 @@ class EpisodeResult:
     steps: int  # policy steps taken (no-op steps not counted)
     seconds: float
     frames: list[np.ndarray] | None = None  # upright agentview frames when a video was asked for
+    query_seconds: list[float] = field(default_factory=list)  # wall time of each policy query (model latency)
+
+
+@dataclass
+class EpisodeRollout:
+    """What ``run_episode`` returns."""
+
+    success: bool
+    steps: int
+    frames: list[np.ndarray]
+    query_seconds: list[float]
 
 
 def run_episode(
@@ -64,8 +75,8 @@ def run_episode(
     execution: str = "ensemble",
     ensemble_decay: float = 0.01,
     record: bool = False,
-) -> tuple[bool, int, list[np.ndarray]]:
-    """One episode from ``init_state``; returns (success, policy steps, frames)."""
+) -> EpisodeRollout:
+    """One episode from ``init_state``: success, policy steps, frames and the time of every policy query."""
     from openvla.sim.libero_env import camera_image, proprio, reset_to_state
 
     executor = make_executor(execution, decay=ensemble_decay)
@@ -74,19 +85,23 @@ def run_episode(
     for _ in range(NUM_NOOP_STEPS):
         obs, _, _, _ = env.step(NOOP_ACTION.copy())
     frames: list[np.ndarray] = []
+    query_seconds: list[float] = []
     for step in range(max_steps):
         raw = camera_image(obs, "agentview")
         if record:
             frames.append(rotate_180(raw))
         if executor.wants_query():
             image = prepare_image(raw, policy.image_size, center_crop)
-            executor.push(policy.predict(image, instruction, proprio(obs)))
+            start = time.perf_counter()
+            chunk = policy.predict(image, instruction, proprio(obs))
+            query_seconds.append(time.perf_counter() - start)
+            executor.push(chunk)
         obs, _, done, _ = env.step(libero_gripper(executor.pop()))
         if done:
             if record:
                 frames.append(rotate_180(camera_image(obs, "agentview")))
-            return True, step + 1, frames
-    return False, max_steps, frames
+            return EpisodeRollout(True, step + 1, frames, query_seconds)
+    return EpisodeRollout(False, max_steps, frames, query_seconds)
 
 
 # --- worker side ------------------------------------------------------------------------------------------------
@@ -134,7 +149,7 @@ def _run_spec(job: tuple[EvalLiberoConfig, PolicySpec, EpisodeSpec]) -> EpisodeR
     if hasattr(policy, "reset"):
         policy.reset(int(np.random.SeedSequence([cfg.seed, ep.task_id, ep.init_index]).generate_state(1)[0]))
     start = time.perf_counter()
-    success, steps, frames = run_episode(
+    rollout = run_episode(
         env,
         states[ep.init_index],
         policy,
@@ -145,7 +160,9 @@ def _run_spec(job: tuple[EvalLiberoConfig, PolicySpec, EpisodeSpec]) -> EpisodeR
         ensemble_decay=cfg.ensemble_decay,
         record=ep.video,
     )
-    return EpisodeResult(ep.task_id, ep.init_index, success, steps, time.perf_counter() - start, frames or None)
+    seconds = time.perf_counter() - start
+    return EpisodeResult(ep.task_id, ep.init_index, rollout.success, rollout.steps, seconds, rollout.frames or None,
+                         rollout.query_seconds)  # fmt: skip
 
 
 def _results(cfg: EvalLiberoConfig, spec: PolicySpec, episodes: list[EpisodeSpec]) -> Iterator[EpisodeResult]:
@@ -225,6 +242,7 @@ def evaluate_libero(
         "steps_mean": float(np.mean([r.steps for r in results])) if results else 0.0,
         "minutes": minutes,
         "seconds_per_episode": float(np.median([r.seconds for r in results])) if results else 0.0,
+        **policy_speed(results),
         "init_states": [cfg.first_init_state, cfg.first_init_state + cfg.episodes_per_task],
         "execution": cfg.execution,
         "center_crop": cfg.center_crop,
@@ -251,15 +269,33 @@ def evaluate_libero(
     return summary
 
 
+def policy_speed(results: list[EpisodeResult]) -> dict[str, float]:
+    """Model latency per query (median, p90, ms), queries per episode, and actions/s = executed actions per second
+    of policy time (the simulator and rendering excluded): with chunks executed open loop one query covers K
+    actions; temporal ensembling queries every step."""
+    times = [t for r in results for t in r.query_seconds]
+    if not times:
+        return {}
+    steps = sum(r.steps for r in results)
+    return {
+        "query_latency_ms_median": 1000 * float(np.median(times)),
+        "query_latency_ms_p90": 1000 * float(np.percentile(times, 90)),
+        "queries_per_episode": len(times) / len(results),
+        "actions_per_second": steps / float(np.sum(times)),
+    }
+
+
 def _write_plots(plots_dir: Path, results: list[EpisodeResult], per_task: dict[str, Any]) -> None:
     """``episodes.csv`` (one row per episode) and ``success.csv`` (per task, with the Wilson interval)."""
     plots_dir.mkdir(parents=True, exist_ok=True)
     with open(plots_dir / "episodes.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["task_id", "init_index", "success", "steps", "seconds"])
+        fields = ["task_id", "init_index", "success", "steps", "seconds", "queries"]
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for r in results:
-            row = {k: v for k, v in asdict(r).items() if k != "frames"}
+            row = {k: v for k, v in asdict(r).items() if k in fields}
             row["success"] = int(row["success"])
+            row["queries"] = len(r.query_seconds)
             w.writerow(row)
     with open(plots_dir / "success.csv", "w", newline="") as f:
         w = csv.writer(f)

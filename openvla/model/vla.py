@@ -162,6 +162,10 @@ class OpenVLAForActionPrediction(PreTrainedModel):
                     or name.split(".")[0] in {"cls_token", "reg_token", "pos_embed", "patch_embed", "norm_pre"}
                 ):
                     names.append(f"{prefix}.{name}")
+        if self.config.action_head == "l1":  # the L1 head reads hidden states: the LM head is never used
+            head = self.get_output_embeddings()
+            if head.weight is not self.get_input_embeddings().weight:
+                names += [f"language_model.{n}" for n, p in self.language_model.named_parameters() if p is head.weight]
         return names
 
     # ------------------------------------------------------------------------------------------------------------

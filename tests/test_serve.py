@@ -14,7 +14,7 @@ import httpx
 import json_numpy
 import numpy as np
 import pytest
-from serve_fixtures import EchoPredictor
+from serve_fixtures import ChunkPredictor, EchoPredictor
 
 from openvla.config import ServeConfig
 from openvla.serve.client import ActClient, ActError
@@ -44,9 +44,13 @@ def server():
 
 
 # -- payload validation (no server) -------------------------------------------------------------------------------
-def _validate(body: bytes, keys=("libero_embedded",), max_image_bytes: int = 1 << 20):
+def _validate(body: bytes, keys=("libero_embedded",), max_image_bytes: int = 1 << 20, proprio_dim=None):
     return validate_request(
-        parse_body(body), unnorm_keys=list(keys), max_image_bytes=max_image_bytes, max_instruction_chars=100
+        parse_body(body),
+        unnorm_keys=list(keys),
+        max_image_bytes=max_image_bytes,
+        max_instruction_chars=100,
+        proprio_dim=proprio_dim,
     )
 
 
@@ -219,12 +223,26 @@ def test_openvla_serve_binds_loopback_by_default_and_loads_the_model_once(monkey
     monkeypatch.setattr(policy, "load_hf_predictor", lambda path, **kw: loads.append(str(path)) or EchoPredictor())
     monkeypatch.setattr(uvicorn, "run", lambda app_, **kw: started.update(app=app_, **kw))
     params = tmp_path / "params.yaml"
-    params.write_text("serve:\n  port: 8123\n  max_batch: 4\n")
+    params.write_text(
+        "serve:\n  port: 8123\n  max_batch: 4\n  execution: ensemble\n  ensemble_decay: 0.2\n  max_sessions: 3\n"
+    )
     result = CliRunner().invoke(app, ["serve", "--model-dir", str(tmp_path / "m-hf"), "--params", str(params)])
     assert result.exit_code == 0, result.output
     assert loads == [str(tmp_path / "m-hf")]
     assert started["host"] == "127.0.0.1" and started["port"] == 8123
     assert started["app"].state.batcher.max_batch == 4
+    sessions = started["app"].state.sessions  # serve.execution / ensemble_decay / max_sessions reach the server
+    assert (sessions.kind, sessions.decay, sessions.max_sessions) == ("ensemble", 0.2, 3)
+
+    result = CliRunner().invoke(
+        app, ["serve", "--model-dir", str(tmp_path), "--params", str(params), "--execution", "chunk"]
+    )
+    assert result.exit_code == 0, result.output
+    assert started["app"].state.sessions is None
+    result = CliRunner().invoke(
+        app, ["serve", "--model-dir", str(tmp_path), "--params", str(params), "--execution", "closed_loop"]
+    )
+    assert result.exit_code != 0 and "closed_loop" in result.output
 
     result = CliRunner().invoke(
         app, ["serve", "--model-dir", str(tmp_path), "--params", str(params), "--host", "0.0.0.0"]
@@ -260,3 +278,176 @@ def test_overload_is_answered_503_and_the_server_recovers():
         assert httpx.get(f"{srv.url}/health").json()["rejected"] == statuses.count(503)
         with ActClient(srv.url) as client:
             np.testing.assert_array_equal(client.act(_image(2), "after"), EchoPredictor.expected(_image(2), "after"))
+
+
+# -- action chunks: proprio, chunk / open_loop / ensemble execution, sessions ---------------------------------------
+def _post(url: str, image: np.ndarray, instruction: str = "pick up the bowl", **fields) -> httpx.Response:
+    return httpx.post(f"{url}/act", content=_body(image, instruction, **fields), timeout=30)
+
+
+def test_proprio_session_and_reset_fields_are_validated():
+    req = _validate(_body(_image()))  # an OpenVLA request: defaults, no state
+    assert (req.proprio, req.session, req.reset) == (None, "default", False)
+    req = _validate(_body(_image(), proprio=[1, 2.5, -3], session="robot-1", reset=True), proprio_dim=3)
+    np.testing.assert_array_equal(req.proprio, [1.0, 2.5, -3.0])
+    assert req.proprio.dtype == np.float64 and (req.session, req.reset) == ("robot-1", True)
+    req = _validate(_body(_image(), proprio=np.array([0.5, 1.5, 2.5], np.float32)), proprio_dim=3)  # json-numpy
+    np.testing.assert_array_equal(req.proprio, [0.5, 1.5, 2.5])
+    assert _validate(_body(_image(), proprio=[1.0, 2.0])).proprio is None  # a model without proprio ignores it
+
+    bad = [
+        (_body(_image()), "missing field 'proprio'"),
+        (_body(_image(), proprio=[1.0, 2.0]), "'proprio' has 2 values; this model expects proprio_dim=3"),
+        (_body(_image(), proprio=[1.0, float("nan"), 2.0]), "NaN or infinite"),
+        (_body(_image(), proprio=[1.0, True, 2.0]), "other than numbers"),
+        (_body(_image(), proprio="1,2,3"), "'proprio' must be a list of numbers"),
+        (_body(_image(), proprio=np.zeros((1, 3))), "must be 1-D"),
+        (_body(_image(), proprio=[1, 2, 3], session=7), "'session' must be a string"),
+        (_body(_image(), proprio=[1, 2, 3], session=""), "'session' is empty"),
+        (_body(_image(), proprio=[1, 2, 3], reset="yes"), "'reset' must be true or false"),
+    ]
+    for body, fragment in bad:
+        with pytest.raises(PayloadError) as info:
+            _validate(body, proprio_dim=3)
+        assert info.value.status == 422 and fragment in info.value.message, info.value.message
+
+
+def test_chunk_mode_answers_the_models_chunk_and_passes_proprio():
+    predictor = ChunkPredictor(chunk=4, proprio_dim=3)
+    with BackgroundServer(predictor, ServeConfig(execution="chunk")) as srv, ActClient(srv.url) as client:
+        image = _image(5)
+        chunk = client.act(image, "open the drawer", proprio=np.array([0.5, 1.0, 2.0]), session="s", reset=True)
+        assert chunk.shape == (4, 7) and chunk.dtype == np.float32
+        np.testing.assert_array_equal(chunk, ChunkPredictor.chunk(image, "open the drawer", 4, proprio=[0.5, 1, 2]))
+        assert predictor.calls[-1][1] == "open the drawer"
+        np.testing.assert_array_equal(predictor.calls[-1][2], [0.5, 1.0, 2.0])  # the state reached the model
+
+        missing = _post(srv.url, _image(1))
+        assert missing.status_code == 422 and "'proprio'" in missing.json()["error"]
+        assert "use_proprio" in missing.json()["error"]
+        short = _post(srv.url, _image(1), proprio=[1.0])
+        assert short.status_code == 422 and "proprio_dim=3" in short.json()["error"]
+        health = client.health()
+        assert (health["action_chunk"], health["proprio_dim"], health["execution"]) == (4, 3, "chunk")
+        assert len(predictor.calls) == 1  # refused requests never reached the model
+
+
+def test_open_loop_calls_the_model_once_per_chunk_and_answers_its_rows_in_order():
+    k, n = 3, 7
+    predictor = ChunkPredictor(chunk=k)
+    imgs = [_image(20 + i) for i in range(n)]
+    with BackgroundServer(predictor, ServeConfig(execution="open_loop")) as srv, ActClient(srv.url) as client:
+        actions = [client.act(im, "stack the cups", session="ep", reset=(i == 0)) for i, im in enumerate(imgs)]
+        health = client.health()
+    assert len(predictor.calls) == 3  # requests 0, 3 and 6 ran the model; the others were answered from the chunk
+    for i, action in enumerate(actions):
+        query = imgs[i - i % k]  # the observation of the request that ran the model for this step
+        assert action.shape == (7,) and action.dtype == np.float32
+        np.testing.assert_array_equal(action, ChunkPredictor.chunk(query, "stack the cups", k)[i % k])
+    assert (health["queries"], health["from_chunk"], health["requests"]) == (3, 4, 3)
+
+
+def test_open_loop_with_a_one_step_model_queries_every_request():
+    predictor = EchoPredictor()
+    with BackgroundServer(predictor, ServeConfig(execution="open_loop")) as srv, ActClient(srv.url) as client:
+        for i in range(3):
+            np.testing.assert_array_equal(client.act(_image(i), "go"), EchoPredictor.expected(_image(i), "go"))
+    assert predictor.batch_sizes == [1, 1, 1]
+
+
+def test_ensemble_answers_the_exponentially_weighted_average_of_every_prediction_for_the_step():
+    from openvla.eval.chunking import ensemble_weights
+
+    k, n, decay = 3, 6, 0.5
+    predictor = ChunkPredictor(chunk=k)
+    imgs = [_image(40 + i) for i in range(n)]
+    config = ServeConfig(execution="ensemble", ensemble_decay=decay)
+    with BackgroundServer(predictor, config) as srv, ActClient(srv.url) as client:
+        actions = [client.act(im, "wipe the table") for im in imgs]
+    assert len(predictor.calls) == n  # ensembling queries every step
+    chunks = [ChunkPredictor.chunk(im, "wipe the table", k).astype(np.float64) for im in imgs]
+    for t, action in enumerate(actions):
+        preds = [chunks[s][t - s] for s in range(max(0, t - k + 1), t + 1)]  # oldest first
+        expected = ensemble_weights(len(preds), decay) @ np.stack(preds)
+        np.testing.assert_allclose(action, expected.astype(np.float32), rtol=1e-6)
+    assert not np.allclose(actions[2], chunks[2][0])  # really a blend of three predictions, not the newest one
+
+
+def test_reset_and_sessions_are_independent():
+    k = 3
+    predictor = ChunkPredictor(chunk=k)
+    a, b = [_image(60 + i) for i in range(4)], [_image(70 + i) for i in range(3)]
+
+    def row(image, step, instruction="go"):
+        return ChunkPredictor.chunk(image, instruction, k)[step]
+
+    with BackgroundServer(predictor, ServeConfig(execution="open_loop")) as srv, ActClient(srv.url) as client:
+        np.testing.assert_array_equal(client.act(a[0], "go", session="a"), row(a[0], 0))
+        np.testing.assert_array_equal(client.act(b[0], "go", session="b"), row(b[0], 0))
+        np.testing.assert_array_equal(client.act(a[1], "go", session="a"), row(a[0], 1))  # a's chunk, not b's
+        np.testing.assert_array_equal(client.act(a[2], "go", session="a", reset=True), row(a[2], 0))  # new episode
+        np.testing.assert_array_equal(client.act(b[1], "go", session="b"), row(b[0], 1))  # b untouched by a's reset
+        np.testing.assert_array_equal(client.act(b[2], "go", session="b"), row(b[0], 2))
+        # a new instruction starts a new episode too: a's queued actions belonged to the old task
+        np.testing.assert_array_equal(client.act(a[3], "open it", session="a"), row(a[3], 0, "open it"))
+        health = client.health()
+    assert len(predictor.calls) == 4 and (health["sessions"], health["resets"]) == (2, 2)
+
+
+def test_sessions_beyond_max_sessions_drop_the_least_recently_used():
+    k = 3
+    predictor = ChunkPredictor(chunk=k)
+    imgs = [_image(80 + i) for i in range(6)]
+    config = ServeConfig(execution="open_loop", max_sessions=2)
+    with BackgroundServer(predictor, config) as srv, ActClient(srv.url) as client:
+        client.act(imgs[0], "go", session="a")  # query
+        client.act(imgs[1], "go", session="b")  # query
+        client.act(imgs[2], "go", session="b")  # b's row 1: b is now the most recently used
+        client.act(imgs[3], "go", session="c")  # query; a (least recently used) is dropped
+        assert set(srv.app.state.sessions._sessions) == {"b", "c"}
+        np.testing.assert_array_equal(client.act(imgs[4], "go", session="b"), ChunkPredictor.chunk(imgs[1], "go", k)[2])
+        assert len(predictor.calls) == 3  # b kept its chunk
+        # a starts afresh (as after a reset): a query, row 0 of the new chunk; c is dropped in turn
+        np.testing.assert_array_equal(client.act(imgs[5], "go", session="a"), ChunkPredictor.chunk(imgs[5], "go", k)[0])
+        assert len(predictor.calls) == 4 and set(srv.app.state.sessions._sessions) == {"b", "a"}
+        assert client.health()["evicted"] == 2
+
+
+def test_concurrent_sessions_each_get_their_own_chunks_in_order():
+    k, n_clients, n_requests = 4, 6, 10
+    predictor = ChunkPredictor(chunk=k, proprio_dim=2)
+    errors: list[str] = []
+
+    def client_loop(cid: int) -> None:
+        imgs = [_image(1000 * cid + i, size=8) for i in range(n_requests)]
+        with ActClient(srv.url) as client:
+            for i, image in enumerate(imgs):
+                state = [cid, i]
+                try:
+                    action = client.act(image, f"task {cid}", proprio=state, session=f"robot-{cid}", reset=(i == 0))
+                    q = i - i % k
+                    expected = ChunkPredictor.chunk(imgs[q], f"task {cid}", k, proprio=[cid, q])[i % k]
+                    if not np.array_equal(action, expected):
+                        errors.append(f"client {cid} step {i}: {action} != {expected}")
+                except Exception as err:  # reported by the assertion below
+                    errors.append(f"client {cid} step {i}: {err!r}")
+
+    config = ServeConfig(execution="open_loop", max_batch=8, batch_wait_ms=5.0)
+    with BackgroundServer(predictor, config) as srv:
+        threads = [threading.Thread(target=client_loop, args=(c,)) for c in range(n_clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert len(predictor.calls) == n_clients * 3  # steps 0, 4, 8 of each session ran the model
+
+
+def test_unknown_execution_or_no_sessions_is_refused_at_startup():
+    from openvla.serve.app import create_app
+    from openvla.serve.sessions import SessionExecutors
+
+    with pytest.raises(ValueError, match="must be one of chunk, open_loop, ensemble"):
+        create_app(EchoPredictor(), ServeConfig(execution="closed_loop"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_sessions must be at least 1"):
+        SessionExecutors("open_loop", max_sessions=0)

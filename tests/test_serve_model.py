@@ -1,5 +1,6 @@
 """The `/act` server with the real tiny model: an exported directory loaded once (as ``openvla serve`` does),
-answers equal to calling ``predict_action`` directly, alone and batched with concurrent requests."""
+answers equal to calling ``predict_action`` directly, alone and batched with concurrent requests; and the tiny
+OpenVLA-OFT model (4-action chunks, parallel decoding, L1 head, proprio) served the same way."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 from hf_fixtures import images, tiny_vla
 from PIL import Image
+from serve_fixtures import chunked_tiny_vla
 
 from openvla.config import ServeConfig
 from openvla.serve.client import ActClient, ActError
@@ -115,3 +117,81 @@ def test_real_model_server_rejects_bad_input_and_keeps_serving(server, predictor
             client.act(image, "stack the cups", unnorm_key="bridge_orig"),
             _direct(predictor, image, "stack the cups", "bridge_orig"),
         )
+
+
+# -- an OpenVLA-OFT model: (K, D) chunks, the robot state ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def chunked_predictor(tmp_path_factory):
+    from openvla.hf.export import export_hf
+    from openvla.serve.policy import load_hf_predictor
+
+    model = chunked_tiny_vla(seed=2, chunk=4)
+    source = tmp_path_factory.mktemp("merged-oft")
+    model.save_pretrained(str(source))
+    (source / "dataset_statistics.json").write_text(json.dumps(model.config.norm_stats))
+    export = tmp_path_factory.mktemp("models") / "tiny-oft-hf"
+    export_hf(source, export)
+    return load_hf_predictor(export, device="cpu", dtype="float32")
+
+
+def _direct_oft(predictor, image: np.ndarray, instruction: str, unnorm_key: str, proprio: np.ndarray) -> np.ndarray:
+    from openvla.model.prompts import build_action_prompt
+
+    prompt = build_action_prompt(instruction, predictor.model.config.llm_backbone_id)
+    inputs = predictor.processor(prompt, Image.fromarray(image).convert("RGB"))
+    return predictor.model.predict_action(**inputs, unnorm_key=unnorm_key, do_sample=False, proprio=proprio)
+
+
+def test_chunked_model_server_answers_predict_actions_chunk(chunked_predictor):
+    config = chunked_predictor.model.config
+    assert (config.action_chunk, config.action_head, config.parallel_decoding, config.use_proprio) == (
+        4,
+        "l1",
+        True,
+        True,
+    )
+    imgs = images(2, seed=11)
+    states = [np.linspace(-1.5, 1.5, 8), np.linspace(1.5, -1.5, 8)]
+    with BackgroundServer(chunked_predictor, ServeConfig(execution="chunk")) as srv, ActClient(srv.url) as client:
+        chunk = client.act(imgs[0], "pick up the black bowl", unnorm_key="bridge_orig", proprio=states[0])
+        other_state = client.act(imgs[0], "pick up the black bowl", unnorm_key="bridge_orig", proprio=states[1])
+        with pytest.raises(ActError) as info:
+            client.act(imgs[0], "pick up the black bowl", unnorm_key="bridge_orig")
+        health = client.health()
+    expected = _direct_oft(chunked_predictor, imgs[0], "pick up the black bowl", "bridge_orig", states[0])
+    assert chunk.shape == (4, 7) and chunk.dtype == np.float32
+    np.testing.assert_array_equal(chunk, expected)
+    assert not np.array_equal(chunk, other_state)  # the state is an input of the model
+    assert info.value.status == 422 and "'proprio'" in info.value.message
+    assert (health["action_chunk"], health["proprio_dim"]) == (4, 8)
+
+
+def test_chunked_model_batched_prediction_equals_one_at_a_time(chunked_predictor):
+    imgs = images(3, seed=12)
+    states = [np.full(8, v) for v in (-0.5, 0.25, 1.0)]
+    texts = INSTRUCTIONS[:3]
+    batched = chunked_predictor.predict_batch(imgs, texts, "libero_embedded", proprios=states)
+    singles = [
+        chunked_predictor.predict_batch([im], [text], "libero_embedded", proprios=[st])[0]
+        for im, text, st in zip(imgs, texts, states, strict=True)
+    ]
+    assert batched[0].shape == (4, 7)
+    np.testing.assert_allclose(np.stack(batched), np.stack(singles), rtol=1e-5, atol=1e-6)
+
+
+def test_chunked_model_open_loop_answers_the_chunk_one_action_at_a_time(chunked_predictor):
+    imgs = images(5, seed=13)
+    state = np.linspace(-1.0, 1.0, 8)
+    config = ServeConfig(execution="open_loop")
+    with BackgroundServer(chunked_predictor, config) as srv, ActClient(srv.url) as client:
+        actions = [
+            client.act(im, "open the drawer", unnorm_key="libero_embedded", proprio=state, session="ep", reset=(i == 0))
+            for i, im in enumerate(imgs)
+        ]
+        health = client.health()
+    first = _direct_oft(chunked_predictor, imgs[0], "open the drawer", "libero_embedded", state)
+    second = _direct_oft(chunked_predictor, imgs[4], "open the drawer", "libero_embedded", state)
+    assert all(a.shape == (7,) for a in actions)
+    np.testing.assert_allclose(np.stack(actions[:4]), first, rtol=1e-6)
+    np.testing.assert_allclose(actions[4], second[0], rtol=1e-6)
+    assert (health["requests"], health["from_chunk"]) == (2, 3)  # two model calls for five actions

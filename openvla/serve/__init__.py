@@ -18,6 +18,7 @@ _EXPORTS = {
     "MicroBatcher": "openvla.serve.batching",
     "HFPredictor": "openvla.serve.policy",
     "load_hf_predictor": "openvla.serve.policy",
+    "SessionExecutors": "openvla.serve.sessions",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,6 +1,9 @@
 """The FastAPI application: ``POST /act`` (image + instruction → action) and ``GET /health``.
 
 ``create_app(predictor, config)`` wraps an already-loaded predictor (the model is loaded once, by the caller).
+With ``serve.execution`` = chunk the answer is what the model predicts ((D,), or (K, D) for a chunking model);
+with open_loop / ensemble the server executes chunks per client session and answers one (D,) action
+(``sessions.py`` says how and why).
 Client mistakes get 4xx with a message (see ``payload.py``); an oversized body is refused with 413 after being
 drained (so the client reads the answer instead of a reset connection); anything unexpected is logged and answered
 500 without taking the server down.
@@ -22,6 +25,7 @@ from starlette.requests import ClientDisconnect
 from openvla.config import ServeConfig
 from openvla.serve.batching import BatchPredictor, MicroBatcher, ServerBusy
 from openvla.serve.payload import ActRequest, PayloadError, max_body_bytes, parse_body, validate_request
+from openvla.serve.sessions import EXECUTIONS, SessionExecutors
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +67,27 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def create_app(predictor: BatchPredictor, config: ServeConfig | None = None, model_name: str = "openvla") -> FastAPI:
     """An ASGI app serving ``predictor``; start it with uvicorn (``openvla.serve.server.run_server``)."""
     config = config or ServeConfig()
+    if config.execution not in EXECUTIONS:
+        raise ValueError(f"serve.execution must be one of {', '.join(EXECUTIONS)}, got {config.execution!r}")
     batcher = MicroBatcher(
         predictor, max_batch=config.max_batch, batch_wait_ms=config.batch_wait_ms, max_queue=config.max_queue
     )
+    sessions = (
+        None
+        if config.execution == "chunk"
+        else SessionExecutors(config.execution, decay=config.ensemble_decay, max_sessions=config.max_sessions)
+    )
     body_limit = max_body_bytes(config.max_image_bytes)
+    proprio_dim = getattr(predictor, "proprio_dim", None)
+    action_chunk = getattr(predictor, "action_chunk", 1)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await batcher.start()
-        log.info("serving %s (unnorm keys: %s), max_batch=%d", model_name, predictor.unnorm_keys, config.max_batch)
+        log.info(
+            "serving %s (unnorm keys: %s), max_batch=%d, action_chunk=%d, execution=%s, proprio_dim=%s",
+            model_name, predictor.unnorm_keys, config.max_batch, action_chunk, config.execution, proprio_dim,
+        )  # fmt: skip
         try:
             yield
         finally:
@@ -79,6 +95,7 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None, mod
 
     app = FastAPI(title="OpenVLA policy server", lifespan=lifespan)
     app.state.batcher = batcher
+    app.state.sessions = sessions
 
     @app.get("/health")
     async def health() -> dict:
@@ -86,7 +103,11 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None, mod
             "status": "ok",
             "model": model_name,
             "unnorm_keys": list(predictor.unnorm_keys),
+            "action_chunk": action_chunk,
+            "proprio_dim": proprio_dim,
+            "execution": config.execution,
             **batcher.stats.as_dict(),
+            **({"sessions": len(sessions), **sessions.stats.as_dict()} if sessions is not None else {}),
         }
 
     @app.post("/act")
@@ -97,6 +118,7 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None, mod
                 unnorm_keys=list(predictor.unnorm_keys),
                 max_image_bytes=config.max_image_bytes,
                 max_instruction_chars=config.max_instruction_chars,
+                proprio_dim=proprio_dim,
             )
 
         try:
@@ -108,8 +130,12 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None, mod
         except PayloadError as err:
             log.info("rejected /act request: %d %s", err.status, err.message)
             return _error(err.status, err.message)
+
+        async def query() -> np.ndarray:
+            return await batcher.submit(req.image, req.instruction, req.unnorm_key, req.proprio)
+
         try:
-            action = await batcher.submit(req.image, req.instruction, req.unnorm_key)
+            action = await (query() if sessions is None else sessions.act(req, query))
         except PayloadError as err:  # a predictor may still refuse an input it cannot handle
             return _error(err.status, err.message)
         except ServerBusy as err:

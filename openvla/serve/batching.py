@@ -5,12 +5,18 @@ Requests go into an asyncio queue; one worker task takes the first, then keeps c
 on a single dedicated thread, so the event loop keeps accepting requests (and answering ``/health``) while the
 model computes. Whatever queues up during one model call forms the next batch, so batches grow with load and
 a lone client pays at most ``batch_wait_ms`` extra latency.
+
+Requests with a ``proprio`` state (models with ``use_proprio``) are batched apart from those without and reach the
+predictor as ``proprios`` (one (P,) array per request, stacked to (B, P) by ``HFPredictor``). Only requests that
+need the model come here: in the open_loop execution mode a request answered from its session's queued chunk
+(``sessions.py``) never enters the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,14 +29,23 @@ log = logging.getLogger(__name__)
 
 
 class BatchPredictor(Protocol):
-    """What the server needs from a policy: batched prediction plus the datasets it can unnormalize for."""
+    """What the server needs from a policy: batched prediction plus the datasets it can unnormalize for.
+
+    Optional attributes, read with ``getattr``: ``proprio_dim`` (int when the model needs the robot state, else
+    None/absent) and ``action_chunk`` (K, 1 when absent). ``predict_batch`` gets ``proprios=`` only when the
+    requests carry a state, so a predictor without proprioception may omit that parameter.
+    """
 
     unnorm_keys: list[str]
 
     def predict_batch(
-        self, images: Sequence[np.ndarray], instructions: Sequence[str], unnorm_key: str | None
+        self,
+        images: Sequence[np.ndarray],
+        instructions: Sequence[str],
+        unnorm_key: str | None,
+        proprios: Sequence[np.ndarray] | None = None,
     ) -> list[np.ndarray]:
-        """Images (H, W, 3) uint8 and instructions → one unnormalized action array per request."""
+        """Images (H, W, 3) uint8 and instructions → one unnormalized action array per request: (D,) or (K, D)."""
         ...
 
 
@@ -67,6 +82,7 @@ class _Item:
     instruction: str
     unnorm_key: str | None
     future: asyncio.Future
+    proprio: np.ndarray | None = None
 
 
 class MicroBatcher:
@@ -101,15 +117,17 @@ class MicroBatcher:
             self._task = None
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    async def submit(self, image: np.ndarray, instruction: str, unnorm_key: str | None) -> np.ndarray:
-        """Queue one request and wait for its action."""
+    async def submit(
+        self, image: np.ndarray, instruction: str, unnorm_key: str | None, proprio: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Queue one request and wait for its action (or chunk)."""
         if self._queue is None or self._task is None or self._task.done():
             raise RuntimeError("the batcher is not running (server starting up or shutting down)")
         if self._queue.qsize() >= self.max_queue:
             self.stats.rejected += 1
             raise ServerBusy(f"{self._queue.qsize()} requests are already waiting (serve.max_queue); retry shortly")
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(image, instruction, unnorm_key, future))
+        self._queue.put_nowait(_Item(image, instruction, unnorm_key, future, proprio))
         return await future
 
     async def _collect(self) -> list[_Item]:
@@ -132,10 +150,10 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._collect()
-            groups: dict[str | None, list[_Item]] = {}
+            groups: dict[tuple[str | None, bool], list[_Item]] = {}
             for item in batch:
-                groups.setdefault(item.unnorm_key, []).append(item)
-            for key, items in groups.items():
+                groups.setdefault((item.unnorm_key, item.proprio is not None), []).append(item)
+            for (key, with_proprio), items in groups.items():
                 items = [it for it in items if not it.future.done()]  # a client that went away was cancelled
                 if not items:
                     continue
@@ -143,13 +161,11 @@ class MicroBatcher:
                 self.stats.batches += 1
                 self.stats.max_batch_seen = max(self.stats.max_batch_seen, len(items))
                 self.stats.sizes[len(items)] = self.stats.sizes.get(len(items), 0) + 1
+                args = ([it.image for it in items], [it.instruction for it in items], key)
+                kwargs = {"proprios": [it.proprio for it in items]} if with_proprio else {}
                 try:
                     actions = await loop.run_in_executor(
-                        self._executor,
-                        self.predictor.predict_batch,
-                        [it.image for it in items],
-                        [it.instruction for it in items],
-                        key,
+                        self._executor, functools.partial(self.predictor.predict_batch, *args, **kwargs)
                     )
                     if len(actions) != len(items):
                         raise RuntimeError(f"predictor returned {len(actions)} actions for {len(items)} requests")

@@ -2,6 +2,12 @@
 
 with ActClient("http://127.0.0.1:8000") as client:
     action = client.act(image, "pick up the black bowl")  # (7,) float array
+
+An OFT model may need the robot state and answers a (K, D) chunk unless the server executes chunks
+(``serve.execution`` open_loop / ensemble), where each robot sends its own ``session`` and ``reset=True`` at the
+start of an episode:
+
+    action = client.act(image, "pick up the black bowl", proprio=state, session="robot-1", reset=(t == 0))
 """
 
 from __future__ import annotations
@@ -29,11 +35,30 @@ class ActClient:
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
 
-    def act(self, image: np.ndarray, instruction: str, unnorm_key: str | None = None) -> np.ndarray:
-        """Send one uint8 (H, W, 3) image and an instruction; return the unnormalized action."""
+    def act(
+        self,
+        image: np.ndarray,
+        instruction: str,
+        unnorm_key: str | None = None,
+        *,
+        proprio: np.ndarray | list[float] | None = None,
+        session: str | None = None,
+        reset: bool = False,
+    ) -> np.ndarray:
+        """Send one uint8 (H, W, 3) image and an instruction; return the unnormalized action (D,) or chunk (K, D).
+
+        ``proprio``: the raw robot state (P,), for a model with ``use_proprio``. ``session`` / ``reset``: this
+        client's episode id and "a new episode starts here", used when the server executes chunks.
+        """
         payload: dict = {"image": np.ascontiguousarray(image), "instruction": instruction}
         if unnorm_key is not None:
             payload["unnorm_key"] = unnorm_key
+        if proprio is not None:
+            payload["proprio"] = np.ascontiguousarray(proprio, dtype=np.float64)
+        if session is not None:
+            payload["session"] = session
+        if reset:
+            payload["reset"] = True
         response = self._http.post(
             "/act", content=json_numpy.dumps(payload), headers={"content-type": "application/json"}
         )

@@ -4,6 +4,15 @@ The wire format is OpenVLA's deploy format: a JSON object whose ``image`` is a j
 (``{"__numpy__": base64, "dtype": "|u1", "shape": [H, W, 3]}``), ``instruction`` a string and ``unnorm_key`` an
 optional string. The official client may also wrap the whole object as a JSON string under ``"encoded"``.
 
+Optional fields for OpenVLA-OFT models (an OpenVLA client sends none of them and is served as before):
+
+* ``proprio``: the raw robot state, a JSON list of numbers or a 1-D json-numpy array. Required (422 naming it) when
+  the model was trained with ``use_proprio``, and then of the model's ``proprio_dim`` length; ignored by a model
+  without proprioception, so a client may always send it.
+* ``session`` (string) and ``reset`` (bool): which client episode a request belongs to, for the executing modes
+  ``serve.execution`` = open_loop / ensemble (``sessions.py``); ``reset: true`` starts a new episode. Accepted and
+  ignored in ``chunk`` mode.
+
 Every client mistake becomes a ``PayloadError`` carrying the HTTP status (400 unparsable, 413 too large, 422
 semantically wrong) and a message that says what was expected, so the server never answers 500 for one. The
 declared dtype and shape are checked *before* any base64 is decoded, so a huge or hostile body costs little.
@@ -20,6 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+DEFAULT_SESSION = "default"
+MAX_SESSION_CHARS = 256
+MAX_PROPRIO_DIM = 4096  # far above any robot state; bounds the work spent on a hostile 'proprio'
+PROPRIO_HINT = "a list of numbers (the raw robot state), or a 1-D json-numpy float array"
 IMAGE_HINT = 'a json-numpy uint8 array of shape (H, W, 3): {"__numpy__": <base64>, "dtype": "|u1", "shape": [H, W, 3]}'
 
 
@@ -39,6 +52,9 @@ class ActRequest:
     image: np.ndarray  # (H, W, 3) uint8, C-contiguous
     instruction: str  # stripped, non-empty
     unnorm_key: str | None  # None = the model's only dataset
+    proprio: np.ndarray | None = None  # (P,) float64 raw robot state; None when absent or the model takes none
+    session: str = DEFAULT_SESSION  # client episode id (open_loop / ensemble execution)
+    reset: bool = False  # start a new episode for this session
 
 
 def max_body_bytes(max_image_bytes: int) -> int:
@@ -105,14 +121,63 @@ def decode_image(value: object, max_image_bytes: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8).reshape(shape)
 
 
+def decode_proprio(value: object, proprio_dim: int | None) -> np.ndarray:
+    """A JSON list or json-numpy array → a finite (P,) float64 array (P = ``proprio_dim`` when that is given)."""
+    if isinstance(value, dict):
+        if not {"__numpy__", "dtype", "shape"} <= value.keys():
+            raise PayloadError(422, f"'proprio' must be {PROPRIO_HINT}; got an object without '__numpy__'")
+        data, descr, shape = value["__numpy__"], value["dtype"], value["shape"]
+        if not isinstance(data, str) or not isinstance(descr, str):
+            raise PayloadError(422, "'proprio.__numpy__' and 'proprio.dtype' must be strings")
+        try:
+            dtype = np.lib.format.descr_to_dtype(descr)
+        except (TypeError, ValueError, SyntaxError) as err:
+            raise PayloadError(422, f"'proprio.dtype' {descr!r} is not a numpy dtype ({err})") from None
+        if dtype.kind not in "fiu":
+            raise PayloadError(422, f"'proprio' must hold real numbers, got dtype {dtype}")
+        if not (isinstance(shape, list) and len(shape) == 1 and isinstance(shape[0], int) and shape[0] >= 0):
+            raise PayloadError(422, f"'proprio' must be 1-D (one state vector), got shape {shape!r}")
+        if shape[0] > MAX_PROPRIO_DIM:
+            raise PayloadError(422, f"'proprio' has {shape[0]} values, more than {MAX_PROPRIO_DIM}")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise PayloadError(422, f"'proprio.__numpy__' is not valid base64 ({err})") from None
+        needed = shape[0] * dtype.itemsize
+        if len(raw) != needed:
+            raise PayloadError(422, f"'proprio' data has {len(raw)} bytes but shape {shape} of {dtype} needs {needed}")
+        values = np.frombuffer(raw, dtype=dtype).astype(np.float64)
+    elif isinstance(value, list):
+        if len(value) > MAX_PROPRIO_DIM:
+            raise PayloadError(422, f"'proprio' has {len(value)} values, more than {MAX_PROPRIO_DIM}")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            raise PayloadError(422, f"'proprio' must be {PROPRIO_HINT}; it holds something other than numbers")
+        values = np.asarray(value, dtype=np.float64)
+    else:
+        raise PayloadError(422, f"'proprio' must be {PROPRIO_HINT}; got {type(value).__name__}")
+    if not np.isfinite(values).all():
+        raise PayloadError(422, "'proprio' holds NaN or infinite values")
+    if proprio_dim is not None and values.shape[0] != proprio_dim:
+        raise PayloadError(
+            422,
+            f"'proprio' has {values.shape[0]} values; this model expects proprio_dim={proprio_dim} (its robot state)",
+        )
+    return values
+
+
 def validate_request(
     obj: dict,
     *,
     unnorm_keys: Sequence[str],
     max_image_bytes: int,
     max_instruction_chars: int,
+    proprio_dim: int | None = None,
 ) -> ActRequest:
-    """Check every field of a parsed body; ``unnorm_keys`` are the datasets the model can unnormalize for."""
+    """Check every field of a parsed body; ``unnorm_keys`` are the datasets the model can unnormalize for.
+
+    ``proprio_dim`` is the state size of a model with ``use_proprio`` (then ``proprio`` is required), None for a model
+    without proprioception (then a ``proprio`` sent anyway is checked for form and dropped).
+    """
     if "image" not in obj:
         raise PayloadError(422, f"missing field 'image': {IMAGE_HINT}")
     instruction = obj.get("instruction")
@@ -135,5 +200,31 @@ def validate_request(
         raise PayloadError(
             422, f"this model was trained on several datasets: pass 'unnorm_key', one of {', '.join(unnorm_keys)}"
         )
+    session = obj.get("session")
+    if session is None:  # absent or null
+        session = DEFAULT_SESSION
+    if not isinstance(session, str):
+        raise PayloadError(422, f"'session' must be a string (a client episode id), got {type(session).__name__}")
+    if not session:
+        raise PayloadError(422, "'session' is empty; omit it or send a client episode id")
+    if len(session) > MAX_SESSION_CHARS:
+        raise PayloadError(422, f"'session' has {len(session)} characters, more than {MAX_SESSION_CHARS}")
+    reset = obj.get("reset")
+    reset = False if reset is None else reset
+    if not isinstance(reset, bool):
+        raise PayloadError(422, f"'reset' must be true or false, got {type(reset).__name__}")
+    proprio = obj.get("proprio")
+    if proprio is None and proprio_dim is not None:
+        raise PayloadError(
+            422,
+            f"missing field 'proprio': this model uses proprioception (use_proprio); send the raw robot state, "
+            f"{proprio_dim} numbers",
+        )
+    if proprio is not None:
+        proprio = decode_proprio(proprio, proprio_dim)
+        if proprio_dim is None:
+            proprio = None  # the model takes no state: accepted, not used
     image = decode_image(obj["image"], max_image_bytes)
-    return ActRequest(image=image, instruction=instruction, unnorm_key=unnorm_key)
+    return ActRequest(
+        image=image, instruction=instruction, unnorm_key=unnorm_key, proprio=proprio, session=session, reset=reset
+    )

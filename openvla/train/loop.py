@@ -225,7 +225,10 @@ def fit(
         if info.is_main:
             if recorder is not None and (done % config.log_every == 0 or done == config.steps):
                 recorder.record(done, last)
-            progress.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last.get('action_accuracy', float('nan')):.2f}")
+            shown = {"loss": f"{last['loss']:.3f}"}
+            if "action_accuracy" in last:  # token heads; the L1 head's loss is its L1 already
+                shown["acc"] = f"{last['action_accuracy']:.2f}"
+            progress.set_postfix(**shown)
             progress.update(1)
         data_state = {"step": done, "samples_seen": samples_seen}
         saved = checkpointer is not None and (

@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from model_fixtures import INSTRUCTIONS, fake_frame, mistral_tokenizer
 
 from openvla.actions import ActionTokenizer
 from openvla.model import build_vla, get_model_config, set_action_options
@@ -22,6 +21,7 @@ from openvla.model.action_heads import parallel_attention_mask
 from openvla.model.batching import PaddedCollator, VLABatchTransform
 from openvla.model.image_processing import PrismaticImageProcessor
 from openvla.model.prompts import build_action_prompt, get_prompt_builder
+from tests.model_fixtures import INSTRUCTIONS, fake_frame, mistral_tokenizer
 
 K, D, P = 2, 7, 8
 

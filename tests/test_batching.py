@@ -38,7 +38,17 @@ def test_chunked_actions_and_history_window_use_the_current_action():
     item = tiny_batch_transform()(frame)
     current = frame["action"][-1, 0]
     assert item["input_ids"][-8:-1].tolist() == ActionTokenizer(32000, 256).encode(current).tolist()
-    assert item["actions"].shape == (8, 7)
+    assert item["actions"].shape == (1, 7)  # a one-step model keeps the current action of the chunk
+    np.testing.assert_array_equal(item["actions"].numpy(), frame["action"][-1, :1])
+    # a K = 8 model decoded token by token learns all 56 action tokens of the current step's chunk, then </s>
+    transform = tiny_batch_transform()
+    transform.action_chunk = 8
+    item = transform(frame)
+    chunk_ids = ActionTokenizer(32000, 256).encode(frame["action"][-1]).reshape(-1)
+    assert item["input_ids"][-57:-1].tolist() == chunk_ids.tolist()
+    assert (item["labels"][:-57] == IGNORE_INDEX).all() and item["labels"][-57:].tolist() == item["input_ids"][
+        -57:
+    ].tolist()
     np.testing.assert_array_equal(item["actions"].numpy(), frame["action"][-1])
 
 

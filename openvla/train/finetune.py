@@ -124,7 +124,9 @@ def _finetune(
     checkpointer = Checkpointer(
         manager,
         info,
-        lambda directory, state: peft_model.save_pretrained(str(directory), state_dict=state),
+        # The adapter (LoRA + fully trained modules_to_save) from the live model: DDP replicas are identical, and
+        # peft's save_pretrained must extract the adapter itself (it maps modules_to_save names on the way).
+        lambda directory, state: peft_model.save_pretrained(str(directory)),
         fingerprint(
             {
                 "recipe": recipe,

@@ -483,3 +483,280 @@ def test_stage_embedded_default_evaluates_the_last_5_percent_of_train(
     assert [m.step for m in history] == [0, 1]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots/bridge")}
     assert "plots/bridge/trajectories.csv" in artifacts
+
+
+# --------------------------------------------------------------------------------------------------------------
+# OpenVLA-OFT options: action chunks, the L1 head, proprio (offline and live)
+# --------------------------------------------------------------------------------------------------------------
+CHUNK = 4
+EMBEDDED = "libero_embedded"
+
+
+def oft_stats() -> dict:
+    """``libero_embedded`` statistics: 7-D actions (gripper unnormalized) and the 8-D proprio of the fixture demos
+    (demo i, step t: EEF (0.01·t + i, 0.1·(i+1) ×5), fingers (0.001·t, −0.001·t))."""
+    action = {"q01": [-1.0] * 6 + [0.0], "q99": [1.0] * 7, "min": [-1.0] * 6 + [0.0], "max": [1.0] * 7}
+    action |= {"mask": [True] * 6 + [False], "mean": [0.0] * 7, "std": [0.5] * 7}
+    low, high = [0.0] * 6 + [-0.01] * 2, [40.0] + [4.0] * 5 + [0.01] * 2
+    proprio = {"q01": low, "q99": high, "min": low, "max": high, "mean": [0.0] * 8, "std": [1.0] * 8}
+    return {EMBEDDED: {"action": action, "proprio": proprio, "num_transitions": 120, "num_trajectories": 40}}
+
+
+def oft_predictor(head: str = "l1", parallel: bool = True, chunk: int = CHUNK, proprio: bool = True, seed: int = 0):
+    """A tiny random model with OFT options (tokens head: LM head limited to the action tokens, as ``tiny_vla``)."""
+    from openvla.eval.vla_predictor import ActionPredictor
+    from openvla.model import build_vla, get_model_config, set_action_options
+    from openvla.model.image_processing import PrismaticImageProcessor
+    from openvla.model.text_tokenizer import load_text_tokenizer
+
+    stats = oft_stats()
+    config = get_model_config("tiny")
+    set_action_options(
+        config, action_head=head, parallel_decoding=parallel, chunk=chunk, use_proprio=proprio, statistics=stats
+    )
+    config.norm_stats = stats
+    torch.manual_seed(seed)
+    model = build_vla(config, "sdpa").eval()
+    if head == "tokens":
+        with torch.no_grad():
+            weight = model.language_model.lm_head.weight
+            weight[: V - 256].zero_()
+            weight[V:].zero_()
+            weight[V - 256 : V].mul_(20.0)
+    return ActionPredictor(
+        model, PrismaticImageProcessor.from_vla_config(model.config), load_text_tokenizer("mistral-v1")
+    )
+
+
+@pytest.fixture(scope="module")
+def l1_predictor():
+    """K = 4, L1 head (parallel decoding), proprio: the OpenVLA-OFT recipe, tiny and random."""
+    return oft_predictor()
+
+
+def hand_tokens(normalized: np.ndarray) -> np.ndarray:
+    """DESIGN §4 encode, by hand (uniform bins)."""
+    return V - np.digitize(np.clip(normalized, -1, 1), np.linspace(-1, 1, 256))
+
+
+def frames(n: int, size: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+
+
+@pytest.mark.parametrize("variant", ["l1", "tokens-parallel", "tokens-autoregressive"])
+def test_chunk_predictions_are_the_models_chunk_and_its_first_action(variant, l1_predictor):
+    from openvla.actions import unnormalize
+
+    if variant == "l1":
+        predictor = l1_predictor
+    else:  # K = 2 keeps the 14 autoregressive steps cheap; the autoregressive model has no proprio
+        predictor = oft_predictor("tokens", parallel=variant == "tokens-parallel", chunk=2, proprio=variant != "tokens-autoregressive", seed=4)  # fmt: skip
+    model, k = predictor.model, predictor.chunk_size
+    images = frames(3, predictor.image_size, seed=1)
+    texts = ["pick up the black bowl", "open the drawer", "pick up the black bowl"]
+    states = [np.linspace(0, 1, 8) * (i + 1) for i in range(3)]
+    proprios = states if predictor.uses_proprio else None
+    prediction = predictor.predict(images, texts, EMBEDDED, proprios=proprios)
+
+    inputs = predictor.inputs(images, texts)
+    proprio = model.normalize_proprio(np.stack(states), EMBEDDED) if predictor.uses_proprio else None
+    expected = model.predict_normalized_chunk(**inputs, proprio=proprio)
+    assert prediction.chunk.shape == expected.shape == (3, k, 7)
+    np.testing.assert_array_equal(prediction.chunk, expected)
+    np.testing.assert_array_equal(prediction.normalized, expected[:, 0])
+    stats = oft_stats()[EMBEDDED]["action"]
+    np.testing.assert_allclose(prediction.chunk_actions, unnormalize(expected, stats), atol=1e-6)
+    np.testing.assert_allclose(prediction.actions, unnormalize(expected[:, 0], stats), atol=1e-6)
+    if variant == "l1":  # tokens = the bins of the regressed values
+        assert predictor.action_head == "l1"
+        np.testing.assert_array_equal(prediction.tokens, hand_tokens(expected[:, 0]))
+        for i in range(3):  # the public API, one prompt at a time: (K, D) unnormalized
+            row = inputs["attention_mask"][i].bool()
+            one = model.predict_action(
+                inputs["input_ids"][i : i + 1, row], inputs["pixel_values"][i : i + 1], unnorm_key=EMBEDDED,
+                proprio=states[i],
+            )  # fmt: skip
+            np.testing.assert_allclose(one, prediction.chunk_actions[i], atol=1e-5)
+    elif variant == "tokens-parallel":  # the greedy ids of the K·D slots
+        logits = model.parallel_forward(**inputs, proprio=proprio).logits
+        np.testing.assert_array_equal(prediction.tokens, logits.argmax(-1).numpy()[:, :7])
+    else:  # the first 7 of the K·D generated ids
+        generated = model.generate_action_tokens(
+            inputs["input_ids"], inputs["pixel_values"], inputs["attention_mask"], num_tokens=k * 7
+        ).numpy()
+        np.testing.assert_array_equal(prediction.tokens, generated[:, :7])
+    assert ((prediction.tokens >= V - 256) & (prediction.tokens < V)).all()
+    if predictor.uses_proprio:
+        with pytest.raises(ValueError, match="proprio"):
+            predictor.predict(images, texts, EMBEDDED)
+
+
+def test_chunk_targets_and_chunk_l1_match_a_hand_built_example():
+    from openvla.eval.offline_metrics import chunk_l1, chunk_targets
+
+    actions = np.array([[0.0, 10.0], [1.0, 11.0], [2.0, 12.0]])
+    targets = chunk_targets(actions, 3)
+    expected = np.array(
+        [
+            [[0, 10], [1, 11], [2, 12]],
+            [[1, 11], [2, 12], [2, 12]],  # clamped at the last step
+            [[2, 12], [2, 12], [2, 12]],
+        ],
+        dtype=float,
+    )
+    np.testing.assert_array_equal(targets, expected)
+    np.testing.assert_array_equal(chunk_targets(actions, 1), actions[:, None])
+    pred = np.zeros((3, 3, 2))
+    pred[0, 0] = [1.0, 10.0]  # frame 0's current step: errors 1 and 0 (target [0, 10])
+    m = chunk_l1(pred, targets)
+    # errors summed per chunk step over 3 frames × 2 dims: step0 (1+0)+(1+11)+(2+12) = 27,
+    # step1 (1+11)+(2+12)+(2+12) = 40, step2 3·(2+12) = 42
+    assert m["chunk_l1_normalized.step0"] == pytest.approx(27 / 6)
+    assert m["chunk_l1_normalized.step1"] == pytest.approx(40 / 6)
+    assert m["chunk_l1_normalized.step2"] == pytest.approx(42 / 6)
+    assert m["chunk_l1_normalized"] == pytest.approx((27 + 40 + 42) / 18)
+    with pytest.raises(ValueError, match="pred_chunks has shape"):
+        chunk_l1(pred[:, :2], targets)
+
+
+def test_offline_l1_chunk_proprio_model_matches_a_manual_computation(embedded_rlds, l1_predictor, tmp_path):
+    """Held-out episodes carry their raw proprio; the metrics are those of predict_normalized_chunk's first action,
+    and chunk_l1_normalized compares whole chunks with the recorded (clamped) future actions."""
+    from openvla.actions import unnormalize
+    from openvla.eval.bridge import evaluate_offline, iter_episodes
+
+    predictor, model = l1_predictor, l1_predictor.model
+    stats = oft_stats()[EMBEDDED]["action"]
+    episodes = list(iter_episodes(embedded_rlds, EMBEDDED, stats, image_size=predictor.image_size))
+    assert [len(e.actions) for e in episodes] == [3, 3]  # the last 5% of train: two 3-step demos
+    t = np.arange(3.0)
+    for episode in episodes:  # the fixture's states, raw (not normalized)
+        i = round(float(episode.proprio[0, 0]))
+        expected = np.column_stack([0.01 * t + i, *[np.full(3, 0.1 * (i + 1))] * 5, 0.001 * t, -0.001 * t])
+        np.testing.assert_allclose(episode.proprio, expected, atol=1e-6)
+
+    summary, results = evaluate_offline(
+        predictor, episodes, unnorm_key=EMBEDDED, batch_size=16, plot_episodes=1, plots_dir=tmp_path
+    )
+
+    # by hand: the same single batch of the 6 frames through predict_normalized_chunk
+    images = [image for e in episodes for image in e.images]
+    inputs = predictor.inputs(images, [e.instruction for e in episodes for _ in e.images])
+    raw_proprio = np.concatenate([e.proprio for e in episodes])
+    chunk = model.predict_normalized_chunk(**inputs, proprio=model.normalize_proprio(raw_proprio, EMBEDDED))
+    assert chunk.shape == (6, CHUNK, 7)
+    other = model.predict_normalized_chunk(**inputs, proprio=model.normalize_proprio(raw_proprio * 0, EMBEDDED))
+    assert np.abs(other - chunk).max() > 1e-4  # the proprio state matters, so the equalities below test it
+    np.testing.assert_array_equal(np.concatenate([r.stacked("pred_chunk") for r in results]), chunk)
+    first = chunk[:, 0].astype(np.float64)
+    pred = np.asarray(unnormalize(first, stats), dtype=np.float64)
+    true = np.concatenate([e.actions for e in episodes]).astype(np.float64)
+    true_norm = np.concatenate([e.actions_normalized for e in episodes]).astype(np.float64)
+    pred_tok, true_tok = hand_tokens(first), hand_tokens(true_norm)
+
+    assert summary["episodes"] == 2 and summary["frames"] == 6
+    assert summary["action_head"] == "l1" and summary["action_chunk"] == CHUNK
+    assert summary["l1"] == pytest.approx(np.abs(pred - true).mean(), abs=1e-6)
+    assert summary["l1_normalized"] == pytest.approx(np.abs(first - true_norm).mean(), abs=1e-6)
+    for d, name in enumerate(dim_names(7)):
+        assert summary[f"l1.{name}"] == pytest.approx(np.abs(pred[:, d] - true[:, d]).mean(), abs=1e-6)
+        assert summary[f"token_accuracy.{name}"] == pytest.approx((pred_tok[:, d] == true_tok[:, d]).mean())
+    assert summary["token_accuracy"] == pytest.approx((pred_tok == true_tok).mean())
+    assert summary["gripper_accuracy"] == pytest.approx(((pred[:, 6] > 0.5) == (true[:, 6] > 0.5)).mean())
+
+    # whole chunks vs the recorded actions t … t+3, clamped at each episode's last step, element by element
+    errors = np.zeros((6, CHUNK, 7))
+    row = 0
+    for episode in episodes:
+        steps = len(episode.actions)
+        for step in range(steps):
+            for k in range(CHUNK):
+                errors[row, k] = np.abs(chunk[row, k] - episode.actions_normalized[min(step + k, steps - 1)])
+            row += 1
+    assert summary["chunk_l1_normalized"] == pytest.approx(errors.mean(), abs=1e-6)
+    for k in range(CHUNK):
+        assert summary[f"chunk_l1_normalized.step{k}"] == pytest.approx(errors[:, k].mean(), abs=1e-6)
+    assert summary["chunk_l1_normalized.step0"] == pytest.approx(summary["l1_normalized"], abs=1e-6)
+    with open(tmp_path / "episodes.csv") as f:
+        rows = list(csv.DictReader(f))
+    np.testing.assert_allclose(
+        [float(r["chunk_l1_normalized"]) for r in rows], [errors[:3].mean(), errors[3:].mean()], rtol=1e-5
+    )
+    json.dumps(summary)  # metrics/bridge.json
+
+
+class ProprioRobot(FakeRobot):
+    """``FakeRobot`` with LIBERO's 8-D state (EEF 6 + 2 fingers), recording the state of every observation."""
+
+    def reset(self) -> None:
+        super().reset()
+        self.state = np.array([1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.004, -0.004], dtype=np.float32)
+        self.states: list[np.ndarray] = []
+
+    def get_observation(self) -> dict[str, np.ndarray]:
+        obs = super().get_observation()
+        self.states.append(obs["state"])
+        return obs
+
+
+def expected_chunk(predictor, image: np.ndarray, instruction: str, state: np.ndarray) -> np.ndarray:
+    """The (K, D) chunk ``predict_action`` gives for the resized frame and the raw state."""
+    from openvla.data.image_ops import resize_image
+
+    inputs = predictor.inputs([resize_image(image, predictor.image_size)], [instruction])
+    return predictor.model.predict_action(**inputs, unnorm_key=EMBEDDED, proprio=state)
+
+
+def test_live_open_loop_queries_the_model_once_per_chunk_and_sends_its_actions(l1_predictor, monkeypatch):
+    from openvla.eval.bridge import VLARobotPolicy, run_live_episode
+
+    model = l1_predictor.model
+    calls = []
+    original = model.predict_normalized_chunk
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("proprio"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "predict_normalized_chunk", counted)
+    robot = ProprioRobot(image_size=48, seed=5)
+    clock = ManualClock()
+    policy = VLARobotPolicy(l1_predictor, EMBEDDED)
+    assert policy.chunk_size == CHUNK and policy.uses_proprio
+    result = run_live_episode(
+        policy, robot, "pick up the black bowl", steps=10, control_hz=5.0, clock=clock, execution="open_loop"
+    )
+    assert len(calls) == 3 and result.queries == 3  # steps 0, 4 and 8
+    assert result.execution == "open_loop" and len(robot.actions) == len(result.actions) == 10
+    assert all(p is not None and p.shape == (1, 8) for p in calls)  # the normalized state went to the model
+    monkeypatch.undo()
+    for query in (0, 4, 8):
+        chunk = expected_chunk(l1_predictor, robot.images[query], "pick up the black bowl", robot.states[query])
+        for j in range(min(CHUNK, 10 - query)):
+            np.testing.assert_allclose(robot.actions[query + j], chunk[j], atol=1e-5)
+    assert not np.allclose(robot.states[4], robot.states[0])  # the robot moved: each query saw a new state
+    assert result.summary(5.0)["queries"] == 3
+
+
+def test_evaluate_bridge_live_chunked_model_defaults_to_temporal_ensembling(l1_predictor, tmp_path):
+    from openvla.config import EvalBridgeConfig
+    from openvla.eval.bridge import evaluate_bridge
+    from openvla.eval.chunking import ensemble_weights
+
+    cfg = EvalBridgeConfig(mode="live", unnorm_key=EMBEDDED, instruction="open the drawer", steps=3)
+    clock = ManualClock()
+    robot = ProprioRobot(image_size=48, seed=6, clock=clock)
+
+    summary = evaluate_bridge(
+        cfg, model_dir="unused", data_dir="unused", plots_dir=tmp_path, robot=robot, clock=clock, predictor=l1_predictor
+    )
+    assert summary["queries"] == 3 and summary["steps"] == 3  # ensembling queries every step
+    assert summary["execution"] == "ensemble" and summary["action_chunk"] == CHUNK
+    observed = zip(robot.images, robot.states, strict=True)
+    chunks = [expected_chunk(l1_predictor, image, "open the drawer", state) for image, state in observed]
+    for step in range(3):  # step s: the predictions for s of the chunks queried at 0 … s, oldest first
+        preds = np.stack([chunks[q][step - q] for q in range(step + 1)])
+        np.testing.assert_allclose(robot.actions[step], ensemble_weights(step + 1, 0.01) @ preds, atol=1e-5)
+    with open(tmp_path / "live_actions.csv") as f:
+        assert len(list(csv.DictReader(f))) == 3

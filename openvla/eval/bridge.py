@@ -8,10 +8,24 @@ compares the predictions with the recorded actions (L1 in dataset units and in n
 action-token accuracy). The first episodes' predicted and true trajectories are written as CSV under the plots
 folder for ``dvc plots show``.
 
+Models with OpenVLA-OFT options (``vla_predictor``): each frame's raw proprio state (``observation/proprio`` after
+the dataset's standardization, not normalized: the model normalizes it with its own statistics) goes to a model
+with ``use_proprio``; the FIRST action of a predicted chunk (the current step) is what the metrics above compare, and
+a model with K > 1 additionally gets ``chunk_l1_normalized`` (with ``chunk_l1_normalized.step<k>``): the L1 of the
+whole chunk against the recorded actions t … t+K−1 in normalized space, the indices clamped at the episode's last
+step as the training pipeline clamps them (``chunk_window``). The summary says which ``action_head`` produced the
+tokens (with the ``l1`` head "token accuracy" is bin agreement of the regressed values) and the ``action_chunk`` K.
+
 Live (``eval_bridge.mode=live``): ``run_live_episode`` drives a ``RobotClient`` (the WidowX through its
 ``widowx_envs`` client at host:port) at ``control_hz`` (5 Hz) for ``steps`` (60) steps: observe, predict with the
 ``unnorm_key`` statistics (``bridge_orig``), send the action unchanged without waiting for the motion, sleep out the
-rest of the period. No centre crop: Bridge models are evaluated on the plain resized frame.
+rest of the period. No centre crop: Bridge models are evaluated on the plain resized frame. A model predicting
+chunks (K > 1) has them executed by ``openvla.eval.chunking`` (``execution``: "ensemble", the default, queries every
+step and sends the temporal ensemble of the predictions for that step; "open_loop" queries once and sends the K
+actions one per step, so the model runs once per K steps). The model is queried only when the executor asks for it;
+K = 1 models query every step and send the action unchanged, as before. A model with ``use_proprio`` gets the
+robot's ``state`` (``get_observation()["state"]``, which must be the dataset's proprio convention, e.g. Bridge's
+EEF xyz + rpy + gripper) with every query.
 
     summary = evaluate_bridge(cfg, model_dir="models/openvla-embedded-hf", data_dir="data/rlds", plots_dir="plots/bridge")
 """
@@ -28,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from openvla.eval.offline_metrics import action_metrics, binarize_gripper, dim_names
-from openvla.eval.robot_client import Clock, RobotClient, SystemClock, check_observation
+from openvla.eval.offline_metrics import action_metrics, binarize_gripper, chunk_l1, chunk_targets, dim_names
+from openvla.eval.robot_client import Clock, RobotClient, RobotError, SystemClock, check_observation
 from openvla.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -52,6 +66,7 @@ class Episode:
     images: np.ndarray  # uint8 (T, S, S, 3): primary camera, decoded and resized as in training
     actions: np.ndarray  # float32 (T, D): standardized actions in the dataset's units (gripper 1 = open)
     actions_normalized: np.ndarray  # float32 (T, D): the same normalized as training normalizes them
+    proprio: np.ndarray | None = None  # float32 (T, P): the raw (standardized, unnormalized) proprio state per frame
 
 
 def iter_episodes(
@@ -69,7 +84,9 @@ def iter_episodes(
     ``split="val"`` is the builder's ``val`` split, or the last 5% of ``train`` when there is none (DESIGN §6).
     The training pipeline's pieces are used as they are: the dataset's standardization transform and restructure
     (``standardized_trajectories``), the empty-instruction filter, ``normalize_tf`` with ``action_stats`` (the
-    model's statistics for its ``unnorm_key``) and ``decode_and_resize`` (lanczos3, antialiased).
+    model's statistics for its ``unnorm_key``) and ``decode_and_resize`` (lanczos3, antialiased). ``proprio`` is the
+    frames' ``observation/proprio`` as restructured (not normalized; zeros like the action for a dataset without
+    state keys).
     """
     from openvla.data import traj_transforms as tt
     from openvla.data.image_ops import decode_and_resize
@@ -92,6 +109,7 @@ def iter_episodes(
             "images": images,
             "actions": traj["action"],
             "actions_normalized": normalize_tf(traj["action"], action_stats, normalization),
+            "proprio": traj["observation"]["proprio"],
             "instruction": traj["task"]["language_instruction"][0],
         }
 
@@ -105,6 +123,7 @@ def iter_episodes(
             images=item["images"],
             actions=item["actions"].astype(np.float32),
             actions_normalized=item["actions_normalized"].astype(np.float32),
+            proprio=item["proprio"].astype(np.float32),
         )
 
 
@@ -113,7 +132,7 @@ def iter_episodes(
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
 class EpisodeResult:
-    """Predictions for one episode, each (T, D)."""
+    """Predictions for one episode, each (T, D); ``pred_chunk`` (T, K, D) normalized chunks of chunked models."""
 
     index: int
     instruction: str
@@ -123,6 +142,12 @@ class EpisodeResult:
     pred: list[np.ndarray] = field(default_factory=list)  # filled batch by batch, stacked at the end
     pred_normalized: list[np.ndarray] = field(default_factory=list)
     pred_tokens: list[np.ndarray] = field(default_factory=list)
+    pred_chunk: list[np.ndarray] = field(default_factory=list)  # empty for plain OpenVLA models
+
+    @property
+    def chunk_size(self) -> int:
+        """K of the predicted chunks (1 without chunks)."""
+        return int(self.pred_chunk[0].shape[1]) if self.pred_chunk else 1
 
     def stacked(self, name: str) -> np.ndarray:
         return np.concatenate(getattr(self, name), axis=0)
@@ -131,20 +156,31 @@ class EpisodeResult:
 def predict_episodes(
     predictor: Any, episodes: Iterable[Episode], *, unnorm_key: str | None, batch_size: int = 16
 ) -> list[EpisodeResult]:
-    """Run every frame of ``episodes`` through ``predictor.predict`` in batches that may span episodes."""
+    """Run every frame of ``episodes`` through ``predictor.predict`` in batches that may span episodes.
+
+    A predictor whose model reads the proprio state (``uses_proprio``) gets each frame's raw ``Episode.proprio``.
+    """
     from tqdm import tqdm
 
+    uses_proprio = bool(getattr(predictor, "uses_proprio", False))
     results: list[EpisodeResult] = []
-    pending: list[tuple[EpisodeResult, np.ndarray, str]] = []  # (episode, image, instruction) not yet predicted
+    pending: list[tuple[EpisodeResult, np.ndarray, str, np.ndarray | None]] = []  # (episode, image, text, proprio)
 
     def flush() -> None:
         if not pending:
             return
-        prediction = predictor.predict([p[1] for p in pending], [p[2] for p in pending], unnorm_key)
-        for i, (result, _, _) in enumerate(pending):
+        images, instructions = [p[1] for p in pending], [p[2] for p in pending]
+        if uses_proprio:
+            prediction = predictor.predict(images, instructions, unnorm_key, proprios=[p[3] for p in pending])
+        else:
+            prediction = predictor.predict(images, instructions, unnorm_key)
+        chunk = getattr(prediction, "chunk", None)
+        for i, (result, _, _, _) in enumerate(pending):
             result.pred.append(prediction.actions[i : i + 1])
             result.pred_normalized.append(prediction.normalized[i : i + 1])
             result.pred_tokens.append(prediction.tokens[i : i + 1])
+            if chunk is not None:
+                result.pred_chunk.append(chunk[i : i + 1])
         pending.clear()
 
     with tqdm(desc="eval-bridge frames", unit="frame", disable=None) as bar:
@@ -157,15 +193,21 @@ def predict_episodes(
                 true_tokens=np.asarray(predictor.action_tokenizer.encode(episode.actions_normalized), dtype=np.int64),
             )
             results.append(result)
-            for image in episode.images:
-                pending.append((result, image, episode.instruction))
+            if uses_proprio and (episode.proprio is None or len(episode.proprio) != len(episode.images)):
+                raise ValueError(
+                    f"eval-bridge: the model reads the proprio state (use_proprio) but episode {episode.index} "
+                    "has no proprio state per frame"
+                )
+            for t, image in enumerate(episode.images):
+                state = episode.proprio[t] if uses_proprio else None
+                pending.append((result, image, episode.instruction, state))
                 if len(pending) >= batch_size:
                     bar.update(len(pending))
                     flush()
         bar.update(len(pending))
         flush()
     for result in results:
-        for name in ("pred", "pred_normalized", "pred_tokens"):
+        for name in ("pred", "pred_normalized", "pred_tokens", "pred_chunk"):
             setattr(result, name, [result.stacked(name)] if getattr(result, name) else [])
     return results
 
@@ -197,24 +239,31 @@ def write_offline_plots(
     atomic_write_text(plots_dir / TRAJECTORIES_FILE, _csv(header, rows))
     per_dim = [[n, summary[f"l1.{n}"], summary[f"l1_normalized.{n}"], summary[f"token_accuracy.{n}"]] for n in names]
     atomic_write_text(plots_dir / PER_DIM_FILE, _csv(["dim", "l1", "l1_normalized", "token_accuracy"], per_dim))
-    per_episode = [[r.index, len(r.true), *episode_metrics(r).values()] for r in results]
-    header = ["episode", "frames", "l1", "l1_normalized", "gripper_accuracy", "token_accuracy"]
+    per_episode_metrics = [episode_metrics(r) for r in results]
+    per_episode = [[r.index, len(r.true), *m.values()] for r, m in zip(results, per_episode_metrics, strict=True)]
+    header = ["episode", "frames", *per_episode_metrics[0]]
     atomic_write_text(plots_dir / PER_EPISODE_FILE, _csv(header, per_episode))
 
 
 def episode_metrics(result: EpisodeResult) -> dict[str, float]:
-    """The headline metrics of one episode (logged to MLflow per episode)."""
+    """The headline metrics of one episode (logged to MLflow per episode); ``chunk_l1_normalized`` when K > 1."""
     pred, pred_norm, pred_tokens = (
         result.stacked("pred"),
         result.stacked("pred_normalized"),
         result.stacked("pred_tokens"),
     )
-    return {
+    out = {
         "l1": float(np.abs(pred - result.true).mean()),
         "l1_normalized": float(np.abs(pred_norm - result.true_normalized).mean()),
         "gripper_accuracy": float((binarize_gripper(pred[:, -1]) == binarize_gripper(result.true[:, -1])).mean()),
         "token_accuracy": float((pred_tokens == result.true_tokens).mean()),
     }
+    if result.chunk_size > 1:
+        chunks = result.stacked("pred_chunk")
+        out["chunk_l1_normalized"] = float(
+            np.abs(chunks - chunk_targets(result.true_normalized, len(chunks[0]))).mean()
+        )
+    return out
 
 
 def evaluate_offline(
@@ -226,12 +275,13 @@ def evaluate_offline(
     plot_episodes: int = 3,
     plots_dir: str | Path | None = None,
     run: Any = None,
-) -> tuple[dict[str, float], list[EpisodeResult]]:
-    """Predict every frame, compute ``action_metrics`` over all frames, write plots, log to ``run`` (MLflow)."""
+) -> tuple[dict[str, Any], list[EpisodeResult]]:
+    """Predict every frame, compute ``action_metrics`` over all frames (of the chunk's first action for chunked
+    models, plus ``chunk_l1_normalized`` when K > 1), write plots, log to ``run`` (MLflow)."""
     results = [r for r in predict_episodes(predictor, episodes, unnorm_key=unnorm_key, batch_size=batch_size) if r.pred]
     if not results:
         raise ValueError("eval-bridge: no held-out frames to evaluate (empty split, or every episode filtered out)")
-    summary: dict[str, float] = {"episodes": len(results)}
+    summary: dict[str, Any] = {"episodes": len(results)}
     summary.update(
         action_metrics(
             np.concatenate([r.stacked("pred") for r in results]),
@@ -242,6 +292,15 @@ def evaluate_offline(
             np.concatenate([r.true_tokens for r in results]),
         )
     )
+    chunk = results[0].chunk_size
+    if chunk > 1:
+        summary.update(
+            chunk_l1(
+                np.concatenate([r.stacked("pred_chunk") for r in results]),
+                np.concatenate([chunk_targets(r.true_normalized, chunk) for r in results]),
+            )
+        )
+        log.info("offline: K=%d chunks, chunk L1 (normalized) %.4f", chunk, summary["chunk_l1_normalized"])
     log.info(
         "offline: %d episodes, %d frames, L1 %.4f (normalized %.4f), gripper acc %.3f, token acc %.3f",
         summary["episodes"],
@@ -251,9 +310,12 @@ def evaluate_offline(
         summary["gripper_accuracy"],
         summary["token_accuracy"],
     )
+    summary["action_head"] = str(getattr(predictor, "action_head", "tokens"))  # what "token_accuracy" means
+    summary["action_chunk"] = chunk
     if plots_dir is not None:
         write_offline_plots(results, summary, plots_dir, plot_episodes)
     if run is not None:
+        run.set_tags({"eval_bridge.action_head": summary["action_head"]})
         for result in results:
             run.log_metrics({f"episode/{k}": v for k, v in episode_metrics(result).items()}, step=result.index)
         run.log_metrics(summary)
@@ -265,27 +327,45 @@ def evaluate_offline(
 # ----------------------------------------------------------------------------------------------------------------
 # Live evaluation
 # ----------------------------------------------------------------------------------------------------------------
-Policy = Callable[[np.ndarray, str], np.ndarray]  # (uint8 H×W×3 camera image, instruction) → action (D,)
+Policy = Callable[..., np.ndarray]  # (uint8 H×W×3 camera image, instruction[, proprio state]) → action (D,) or (K, D)
 
 
 class VLARobotPolicy:
     """The model as a robot policy: camera frame → training resize (no centre crop) → greedy action, unnormalized
-    with ``unnorm_key`` (``bridge_orig`` for the WidowX) and returned exactly as the model gives it."""
+    with ``unnorm_key`` (``bridge_orig`` for the WidowX) and returned exactly as the model gives it.
+
+    ``policy(image, instruction, proprio=None)`` returns (D,) for a K = 1 model and the whole (K, D) chunk for a
+    chunked one (``chunk_size`` K); ``proprio`` (the robot's raw state) is required when ``uses_proprio``.
+    """
 
     def __init__(self, predictor: Any, unnorm_key: str | None) -> None:
         self.predictor = predictor
         self.unnorm_key = unnorm_key or None
         predictor.action_stats(self.unnorm_key)  # fail now, not at the first robot step, on a wrong key
+        self.chunk_size = int(getattr(predictor, "chunk_size", 1))
+        self.uses_proprio = bool(getattr(predictor, "uses_proprio", False))
 
-    def __call__(self, image: np.ndarray, instruction: str) -> np.ndarray:
+    def __call__(self, image: np.ndarray, instruction: str, proprio: np.ndarray | None = None) -> np.ndarray:
         from openvla.data.image_ops import resize_image
 
         frame = resize_image(np.asarray(image), self.predictor.image_size)
-        return self.predictor.predict([frame], [instruction], self.unnorm_key).actions[0]
+        if self.uses_proprio:
+            if proprio is None or np.asarray(proprio).size == 0:
+                raise RobotError(
+                    "the model reads the proprio state (use_proprio) but got none: the robot's observation needs a "
+                    "'state' in the dataset's proprio convention"
+                )
+            prediction = self.predictor.predict([frame], [instruction], self.unnorm_key, proprios=[proprio])
+        else:
+            prediction = self.predictor.predict([frame], [instruction], self.unnorm_key)
+        if self.chunk_size > 1:
+            return prediction.chunk_actions[0]
+        return prediction.actions[0]
 
     def predict(self, image: np.ndarray, instruction: str, proprio: np.ndarray | None = None) -> np.ndarray:
-        """The LIBERO harness's policy interface: (1, D) (one step, no chunk)."""
-        return self(image, instruction)[None]
+        """The LIBERO harness's policy interface: (K, D) ((1, D) for a one-step model)."""
+        out = self(image, instruction, proprio)
+        return out if out.ndim == 2 else out[None]
 
 
 @dataclass
@@ -294,8 +374,10 @@ class LiveResult:
 
     actions: list[np.ndarray]  # every action sent, in order
     periods: list[float]  # seconds between consecutive control ticks (observation times)
-    inference_seconds: list[float]  # policy time per step
+    inference_seconds: list[float]  # policy time per step (the model query, if any, + the chunk executor)
     overruns: int  # steps whose observe + predict + send took longer than the period
+    queries: int = 0  # model queries (= steps for K = 1; steps / K for chunks executed open loop)
+    execution: str = "step"  # "step" (K = 1: one query per step), "open_loop" or "ensemble"
 
     def summary(self, control_hz: float) -> dict[str, float]:
         periods = np.asarray(self.periods) if self.periods else np.zeros(1)
@@ -308,6 +390,7 @@ class LiveResult:
             "inference_mean_s": float(inference.mean()),
             "inference_max_s": float(inference.max()),
             "overruns": int(self.overruns),
+            "queries": int(self.queries),
         }
 
 
@@ -319,18 +402,35 @@ def run_live_episode(
     steps: int = 60,
     control_hz: float = 5.0,
     clock: Clock | None = None,
+    execution: str | None = None,
+    ensemble_decay: float = 0.01,
 ) -> LiveResult:
     """Reset, then ``steps`` times: observe, predict, send the action (non-blocking), sleep until the next tick.
 
     Ticks are ``1 / control_hz`` apart, measured from the first observation; a step that overruns its tick starts
     the next one immediately and the schedule restarts from there (no burst of catch-up steps).
+
+    A policy with ``chunk_size`` K > 1 returns (K, D) chunks, executed with ``chunking.make_executor(execution,
+    ensemble_decay)``: ``execution`` "ensemble" (the default for K > 1; a query every step, the temporal ensemble
+    of every prediction for the step is sent) or "open_loop" (one query per K steps, the chunk's actions sent in
+    order). The policy is queried only on steps where the executor wants a query. K = 1 policies are queried every
+    step and their action is sent unchanged, whatever ``execution`` says. A policy with ``uses_proprio`` gets the
+    observation's ``state`` as its third argument.
     """
     if control_hz <= 0 or steps < 1:
         raise ValueError(f"eval_bridge: control_hz must be > 0 and steps ≥ 1, got {control_hz} and {steps}")
+    if execution not in (None, "open_loop", "ensemble"):
+        raise ValueError(f"eval_bridge: execution must be 'open_loop' or 'ensemble', got {execution!r}")
+    from openvla.eval.chunking import make_executor
+
     clock = clock or SystemClock()
     period = 1.0 / control_hz
+    chunk_size = int(getattr(policy, "chunk_size", 1))
+    uses_proprio = bool(getattr(policy, "uses_proprio", False))
+    executor = make_executor(execution or "ensemble", decay=ensemble_decay) if chunk_size > 1 else None
     robot.reset()
-    result = LiveResult(actions=[], periods=[], inference_seconds=[], overruns=0)
+    mode = (execution or "ensemble") if executor is not None else "step"
+    result = LiveResult(actions=[], periods=[], inference_seconds=[], overruns=0, execution=mode)
     next_tick = clock.monotonic()
     last_tick: float | None = None
     for _ in range(steps):
@@ -340,7 +440,15 @@ def run_live_episode(
         last_tick = tick
         obs = check_observation(robot.get_observation())
         start = clock.monotonic()
-        action = policy(obs["image"], instruction)
+        args = (obs["image"], instruction, obs["state"]) if uses_proprio else (obs["image"], instruction)
+        if executor is None:
+            action = policy(*args)  # sent unchanged (the very object the policy returned)
+            result.queries += 1
+        else:
+            if executor.wants_query():
+                executor.push(np.asarray(policy(*args)).reshape(chunk_size, -1))
+                result.queries += 1
+            action = executor.pop().astype(np.float32)
         result.inference_seconds.append(clock.monotonic() - start)
         robot.step(action)
         result.actions.append(action)
@@ -375,11 +483,13 @@ def evaluate_bridge(
     robot: RobotClient | None = None,
     clock: Clock | None = None,
     predictor: Any = None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """The ``eval-bridge`` stage: ``cfg`` is ``EvalBridgeConfig``; returns the summary for ``metrics/bridge.json``.
 
     ``robot`` / ``clock`` / ``predictor`` replace the WidowX client, the system clock and the model loaded from
-    ``model_dir`` (tests, dry runs).
+    ``model_dir`` (tests, dry runs). Live mode executes a chunked model's chunks as ``cfg.execution`` says
+    ("open_loop" or "ensemble", with ``cfg.ensemble_decay``) when the config has those fields; without them (or
+    empty) the default is temporal ensembling with decay 0.01. K = 1 models ignore them.
     """
     if predictor is None:
         from openvla.eval.vla_predictor import load_predictor
@@ -421,11 +531,26 @@ def evaluate_bridge(
 
         robot = WidowXRobot(cfg.host, cfg.port, image_size=cfg.robot_image_size, clock=clock)
     policy = VLARobotPolicy(predictor, unnorm_key)
+    # chunk execution: ``execution`` / ``ensemble_decay`` of the config when it has them (default: ensemble, 0.01)
+    execution = getattr(cfg, "execution", None) or None
+    decay = float(getattr(cfg, "ensemble_decay", 0.01))
     log.info("live: %d steps at %.1f Hz on %s — %r", cfg.steps, cfg.control_hz, type(robot).__name__, cfg.instruction)
-    result = run_live_episode(policy, robot, cfg.instruction, steps=cfg.steps, control_hz=cfg.control_hz, clock=clock)
-    summary = result.summary(cfg.control_hz)
+    result = run_live_episode(
+        policy,
+        robot,
+        cfg.instruction,
+        steps=cfg.steps,
+        control_hz=cfg.control_hz,
+        clock=clock,
+        execution=execution,
+        ensemble_decay=decay,
+    )
+    summary: dict[str, Any] = result.summary(cfg.control_hz)
+    summary["action_chunk"] = policy.chunk_size
+    summary["execution"] = result.execution
     write_live_plots(result, plots_dir)
     if run is not None:
+        run.set_tags({"eval_bridge.execution": result.execution})
         for step, action in enumerate(result.actions):
             values = np.asarray(action, dtype=np.float64).reshape(-1)
             run.log_metrics(

@@ -10,6 +10,12 @@ the token of the true action (the training objective's accuracy, DESIGN §7).
 
 Every input is (N, D) over N frames. Keys are flat (``l1.<dim>``) so that the same dict goes to ``metrics/*.json``
 (``dvc metrics show``) and to MLflow.
+
+Chunked models (K actions per query) are compared on the chunk's first action above; ``chunk_l1`` adds the L1 of
+the whole chunk in normalized space against the recorded actions t … t+K−1, built by ``chunk_targets`` with the
+indices clamped at the episode's last step (what the training pipeline's ``chunk_window`` does):
+
+    metrics |= chunk_l1(pred_chunks, np.concatenate([chunk_targets(a, K) for a in episodes_normalized]))
 """
 
 from __future__ import annotations
@@ -88,4 +94,31 @@ def action_metrics(
         out[f"l1_normalized.{name}"] = float(l1_norm[i])
     for i, name in enumerate(names):
         out[f"token_accuracy.{name}"] = float(token_hits[:, i].mean())
+    return out
+
+
+def chunk_targets(actions: np.ndarray, chunk: int) -> np.ndarray:
+    """The recorded chunk of every step of ONE episode: (T, D) → (T, K, D), ``out[t, k] = actions[min(t + k, T − 1)]``
+    (clamped at the last step, as the training pipeline builds its targets)."""
+    actions = np.asarray(actions)
+    if actions.ndim != 2 or len(actions) == 0 or chunk < 1:
+        raise ValueError(f"chunk_targets: expected (steps > 0, action_dim) and chunk ≥ 1, got {actions.shape}, {chunk}")
+    index = np.minimum(np.arange(len(actions))[:, None] + np.arange(chunk)[None, :], len(actions) - 1)
+    return actions[index]
+
+
+def chunk_l1(pred_chunks: np.ndarray, true_chunks: np.ndarray) -> dict[str, float]:
+    """L1 of predicted vs recorded chunks, both (N, K, D) in normalized space: ``chunk_l1_normalized`` (mean over
+    frames, chunk steps and dimensions) and ``chunk_l1_normalized.step<k>`` (mean over frames and dimensions of the
+    k-th action of the chunks; step0 is the current step, i.e. ``l1_normalized``)."""
+    true_chunks = np.asarray(true_chunks, dtype=np.float64)
+    if true_chunks.ndim != 3 or true_chunks.shape[0] == 0:
+        raise ValueError(f"chunk_l1: expected (frames, chunk, action_dim) with frames > 0, got {true_chunks.shape}")
+    pred_chunks = np.asarray(pred_chunks, dtype=np.float64)
+    if pred_chunks.shape != true_chunks.shape:
+        raise ValueError(f"chunk_l1: pred_chunks has shape {pred_chunks.shape}, expected {true_chunks.shape}")
+    error = np.abs(pred_chunks - true_chunks)
+    out = {"chunk_l1_normalized": float(error.mean())}
+    for k, value in enumerate(error.mean(axis=(0, 2))):
+        out[f"chunk_l1_normalized.step{k}"] = float(value)
     return out

@@ -264,6 +264,8 @@ class EvalBridgeConfig:
     robot_image_size: int = 256  # camera image size requested from the server (Bridge's image_0 is 256 px)
     steps: int = 60  # control steps of the live episode
     control_hz: float = 5.0  # control rate; the loop sleeps out the rest of each 1/control_hz period
+    execution: Literal["open_loop", "ensemble"] = "ensemble"  # live, chunked models: how a chunk is executed
+    ensemble_decay: float = 0.01  # live ensembling weights exp(-decay·i), i = 0 the oldest prediction
 
     def __post_init__(self) -> None:
         if self.max_episodes < 0 or self.batch_size < 1 or self.plot_episodes < 0:

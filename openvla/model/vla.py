@@ -520,8 +520,9 @@ class OpenVLAForActionPrediction(PreTrainedModel):
                 input_ids, pixel_values, attention_mask, num_tokens=K * D, do_sample=do_sample,
                 temperature=temperature, proprio=proprio,
             )  # fmt: skip
-        normalized = np.asarray(self.action_tokenizer.decode(tokens.cpu().numpy()), dtype=np.float32)
-        return normalized.reshape(len(normalized), K, D)
+        # (B, K, D): a fitted (quantile) tokenizer decodes per action dimension, the last axis
+        ids = tokens.cpu().numpy().reshape(len(tokens), K, D)
+        return np.asarray(self.action_tokenizer.decode(ids), dtype=np.float32)
 
     @torch.no_grad()
     def predict_action(

@@ -89,8 +89,10 @@ def parallel_action_sums(
     if output.logits is not None:
         preds = output.logits.argmax(dim=-1)
         correct = (preds == action_labels).sum(dim=1).double().cpu()
-        pred_vals = torch.as_tensor(action_tokenizer.decode(preds.cpu().numpy()), dtype=torch.float64)
-        true_vals = torch.as_tensor(action_tokenizer.decode(action_labels.cpu().numpy()), dtype=torch.float64)
+        dim = actions.shape[-1]  # decode per action dimension (a quantile tokenizer's bins differ per dimension)
+        pred_vals = torch.as_tensor(action_tokenizer.decode(preds.cpu().numpy().reshape(bsz, -1, dim)))
+        true_vals = torch.as_tensor(action_tokenizer.decode(action_labels.cpu().numpy().reshape(bsz, -1, dim)))
+        pred_vals, true_vals = pred_vals.double().reshape(bsz, -1), true_vals.double().reshape(bsz, -1)
     else:
         correct = None
         pred_vals = output.actions.detach().double().cpu().reshape(bsz, -1)

@@ -228,3 +228,18 @@ def test_random_policy_episodes_write_metrics_plots_and_video(spatial_env, tmp_p
     assert [(r["task_id"], r["init_index"], r["steps"]) for r in rows] == [("0", "30", "4"), ("0", "31", "4")]
     videos = list((tmp_path / "plots" / "videos").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 1000
+
+
+def test_policy_speed_reports_latency_and_actions_per_second_of_policy_time():
+    from openvla.eval.libero import EpisodeResult, policy_speed
+
+    results = [
+        EpisodeResult(0, 30, True, 16, 5.0, query_seconds=[0.010, 0.020]),  # open loop, K = 8: 2 queries, 16 steps
+        EpisodeResult(0, 31, False, 8, 3.0, query_seconds=[0.030]),
+    ]
+    speed = policy_speed(results)
+    assert speed["query_latency_ms_median"] == pytest.approx(20.0)
+    assert speed["query_latency_ms_p90"] == pytest.approx(28.0)  # numpy's linear interpolation of 10, 20, 30
+    assert speed["queries_per_episode"] == pytest.approx(1.5)
+    assert speed["actions_per_second"] == pytest.approx(24 / 0.060)
+    assert policy_speed([EpisodeResult(0, 0, False, 3, 1.0)]) == {}

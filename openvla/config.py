@@ -299,6 +299,8 @@ class ServeConfig:
             raise ValueError(f"batch_wait_ms must be >= 0, got {self.batch_wait_ms}")
         if self.max_image_bytes < 1 or self.max_instruction_chars < 1:
             raise ValueError("max_image_bytes and max_instruction_chars must be positive")
+        if self.max_sessions < 1:
+            raise ValueError(f"max_sessions must be at least 1, got {self.max_sessions}")
 
 
 @dataclass(frozen=True)

@@ -203,15 +203,8 @@ class ActionPredictor:
         batch, k = len(images), self.chunk_size
         with torch.inference_mode():
             if self.action_head == "tokens":
-                # predict_normalized_chunk's greedy decoding, keeping the token ids it decodes
-                if config.parallel_decoding:
-                    logits = self.model.parallel_forward(ids, pixels, mask, proprio=proprio).logits
-                    tokens = logits.float().argmax(dim=-1)
-                else:
-                    tokens = self.model.generate_action_tokens(
-                        ids, pixels, mask, num_tokens=k * dim, do_sample=False, proprio=proprio
-                    )
-                all_tokens = tokens.cpu().numpy().astype(np.int64).reshape(batch, k, dim)
+                # the ids predict_normalized_chunk decodes, kept for the token metrics
+                all_tokens = self.model.predict_chunk_tokens(ids, pixels, mask, proprio, action_dim=dim)
                 chunk = np.asarray(self.action_tokenizer.decode(all_tokens), dtype=np.float32).reshape(batch, k, dim)
                 first_tokens = all_tokens[:, 0]
             else:  # l1 head: regressed values in [-1, 1]; tokens = their bins (token accuracy = bin agreement)

@@ -493,6 +493,35 @@ class OpenVLAForActionPrediction(PreTrainedModel):
         return torch.as_tensor(np.asarray(values, dtype=np.float32))
 
     @torch.no_grad()
+    def predict_chunk_tokens(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        proprio: torch.Tensor | None = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        action_dim: int | None = None,
+    ) -> np.ndarray:
+        """Action token ids [B, K, D] of the tokens head: the slots' picks (parallel) or K·D generated tokens.
+
+        ``action_dim`` overrides the config's D for token-by-token decoding (OpenVLA reads it from the statistics).
+        """
+        if self.config.action_head != "tokens":
+            raise ValueError(f"predict_chunk_tokens needs the tokens head, this model has {self.config.action_head!r}")
+        K = int(self.config.action_chunk)
+        D = int(action_dim) if action_dim and not self.config.parallel_decoding else int(self.config.action_dim)
+        if self.config.parallel_decoding:
+            logits = self.parallel_forward(input_ids, pixel_values, attention_mask, proprio=proprio).logits
+            tokens = _pick(logits.flatten(0, 1).float(), do_sample, temperature, None).reshape(len(logits), K * D)
+        else:
+            tokens = self.generate_action_tokens(
+                input_ids, pixel_values, attention_mask, num_tokens=K * D, do_sample=do_sample,
+                temperature=temperature, proprio=proprio,
+            )  # fmt: skip
+        return tokens.cpu().numpy().astype(np.int64).reshape(len(tokens), K, D)
+
+    @torch.no_grad()
     def predict_normalized_chunk(
         self,
         input_ids: torch.Tensor,
@@ -503,25 +532,15 @@ class OpenVLAForActionPrediction(PreTrainedModel):
         temperature: float = 1.0,
         action_dim: int | None = None,
     ) -> np.ndarray:
-        """Normalized actions [B, K, D]: one forward (parallel decoding) or K·D generated tokens.
-
-        ``action_dim`` overrides the config's D for token-by-token decoding (OpenVLA reads it from the statistics).
-        """
-        K = int(self.config.action_chunk)
-        D = int(action_dim) if action_dim and not self.config.parallel_decoding else int(self.config.action_dim)
-        if self.config.parallel_decoding:
+        """Normalized actions [B, K, D]: the L1 head's regression (clamped to [−1, 1]) or the decoded token chunk."""
+        if self.config.action_head == "l1":
             out = self.parallel_forward(input_ids, pixel_values, attention_mask, proprio=proprio)
-            if out.actions is not None:
-                return out.actions.float().clamp(-1.0, 1.0).cpu().numpy()
-            bsz = out.logits.shape[0]
-            tokens = _pick(out.logits.flatten(0, 1).float(), do_sample, temperature, None).reshape(bsz, K * D)
-        else:
-            tokens = self.generate_action_tokens(
-                input_ids, pixel_values, attention_mask, num_tokens=K * D, do_sample=do_sample,
-                temperature=temperature, proprio=proprio,
-            )  # fmt: skip
-        # (B, K, D): a fitted (quantile) tokenizer decodes per action dimension, the last axis
-        ids = tokens.cpu().numpy().reshape(len(tokens), K, D)
+            return out.actions.float().clamp(-1.0, 1.0).cpu().numpy()
+        ids = self.predict_chunk_tokens(
+            input_ids, pixel_values, attention_mask, proprio, do_sample=do_sample, temperature=temperature,
+            action_dim=action_dim,
+        )  # fmt: skip
+        # a fitted (quantile) tokenizer decodes per action dimension, the last axis of [B, K, D]
         return np.asarray(self.action_tokenizer.decode(ids), dtype=np.float32)
 
     @torch.no_grad()

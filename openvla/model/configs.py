@@ -90,7 +90,10 @@ def _tiny() -> OpenVLAConfig:
             {"embed_dim": 96, "depth": 4, "num_heads": 3, "mlp_ratio": 4.0},
         ],
         hf_llm_id=None,
-        text_config=_llama(128, 384, 4, 4),
+        # transformers' initializer_range 0.02 suits widths in the thousands (q·k logits of order 1 at 4096). At width
+        # 128 it makes every attention uniform at init: the policy then predicts the median action for ~700 steps
+        # before it starts to read the image and the state. 1/sqrt(width) leaves that plateau in ~100 steps.
+        text_config=_llama(128, 384, 4, 4, initializer_range=128**-0.5),
         n_action_bins=256,
     )
 

@@ -52,8 +52,15 @@ def load_statistics(path: str | Path, mixture: str) -> dict[str, Any]:
     return {n: everything[n] for n in names}
 
 
-def resume_fingerprint(params: Params, statistics: Mapping[str, Any]) -> str:
-    """What a checkpoint must share with this run to be resumed: the optimisation recipe, model and data."""
+def resume_fingerprint(
+    params: Params, statistics: Mapping[str, Any], architecture: Mapping[str, Any] | None = None
+) -> str:
+    """What a checkpoint must share with this run to be resumed: the optimisation recipe, model and data.
+
+    ``architecture`` is the resolved model configuration (``OpenVLAConfig.to_dict()``): a code change to a named
+    configuration (a width, an init scale) must start over rather than resume a finished run of the old model,
+    because ``runs/pretrain`` persists across ``dvc repro``.
+    """
     cfg = params.pretrain
     recipe = {
         k: getattr(cfg, k)
@@ -62,7 +69,10 @@ def resume_fingerprint(params: Params, statistics: Mapping[str, Any]) -> str:
     recipe.update(freeze=cfg.freeze, seed=cfg.seed)
     if cfg.schedule != "constant":
         recipe["steps"] = cfg.steps  # the schedule's shape depends on the total
-    return fingerprint({"recipe": recipe, "model": vars(params.model), "data": vars(params.data), "stats": statistics})
+    arch = {k: v for k, v in (architecture or {}).items() if k not in ("norm_stats", "transformers_version")}
+    return fingerprint(
+        {"recipe": recipe, "model": vars(params.model), "data": vars(params.data), "stats": statistics, "arch": arch}
+    )
 
 
 ACTION_OPTION_KEYS = ("action_head", "parallel_decoding", "action_chunk", "action_dim", "use_proprio", "proprio_dim")
@@ -133,7 +143,7 @@ def _pretrain(
         manager,
         info,
         lambda directory, state: write_hf_directory(directory, holder["model"], state, components, statistics),
-        resume_fingerprint(params, statistics),
+        resume_fingerprint(params, statistics, model_config.to_dict()),
     )
     resume_from = checkpointer.find_resume(cfg.resume == "auto")
 

@@ -145,6 +145,21 @@ def test_tiny_vla_memorizes_a_handful_of_episodes_and_saves_a_reloadable_hf_dire
     assert rows[0] == "step,action_accuracy" and len(rows) == summary["steps"] + 1
 
 
+def test_metrics_recorder_writes_only_the_curves_it_recorded(tmp_path):
+    from openvla.train.metrics import MetricsRecorder
+
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / "action_accuracy.csv").write_text("step,action_accuracy\n")  # stale, from a tokens-head run
+    recorder = MetricsRecorder(None, tmp_path / "history.jsonl", plots)
+    for step in (1, 2):
+        recorder.record(step, {"loss": 0.5 / step, "l1": 0.5 / step, "lr": 1e-3})  # the L1 head: no accuracy
+    written = recorder.write_plots()
+    assert sorted(p.name for p in written) == ["l1.csv", "loss.csv", "lr.csv"]
+    assert sorted(p.name for p in plots.iterdir()) == ["l1.csv", "loss.csv", "lr.csv"]
+    assert (plots / "l1.csv").read_text().splitlines() == ["step,l1", "1,0.5", "2,0.25"]
+
+
 def test_activation_checkpointing_and_vision_but_last_freeze_give_the_same_training(
     tiny_config, components, one_process
 ):

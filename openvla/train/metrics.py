@@ -163,13 +163,20 @@ class MetricsRecorder:
             self.run.log_metrics({f"train/{k}": v for k, v in metrics.items()}, step=step)
 
     def write_plots(self, curves: Iterable[str] = ("loss", "action_accuracy", "l1", "lr")) -> list[Path]:
-        """One ``<curve>.csv`` (columns step, <curve>) per curve, for DVC plots (x: step, y: <curve>)."""
+        """One ``<curve>.csv`` (columns step, <curve>) per curve that was recorded, for DVC plots (x: step).
+
+        A curve this run never recorded (token accuracy of the L1 head) gets no file, and a stale one is removed:
+        ``dvc.yaml`` declares the directory, so every CSV in it is drawn and an empty one would be an empty plot.
+        """
         if self.plots_dir is None:
             return []
         self.plots_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for curve in curves:
             path = self.plots_dir / f"{curve}.csv"
+            if not any(curve in row for row in self.rows):
+                path.unlink(missing_ok=True)
+                continue
             with path.open("w", newline="") as f:
                 writer = csv.writer(f)
                 writer.writerow(["step", curve])

@@ -225,7 +225,7 @@ class EvalLiberoConfig:
     center_crop: bool = True  # OpenVLA's 90%-area centre crop, when the model was trained with augmentation
     execution: Literal["open_loop", "ensemble"] = "ensemble"  # how an action chunk is executed
     ensemble_decay: float = 0.01  # temporal ensembling weights exp(-decay·i), i = 0 oldest prediction (ACT: 0.01)
-    videos: int = 2  # rollouts written as MP4
+    videos: int = 2  # MP4s of the first N successful and the first N failed rollouts
     workers: int = 2  # simulator processes (each loads its own copy of the policy)
     seed: int = 0  # seeds the random policy per episode and the env
     max_steps: int = 0  # policy steps per episode; 0 = the suite's (spatial/object/goal/10/90: 220/280/300/520/400)

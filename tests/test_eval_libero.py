@@ -227,7 +227,25 @@ def test_random_policy_episodes_write_metrics_plots_and_video(spatial_env, tmp_p
         rows = list(csv.DictReader(f))
     assert [(r["task_id"], r["init_index"], r["steps"]) for r in rows] == [("0", "30", "4"), ("0", "31", "4")]
     videos = list((tmp_path / "plots" / "videos").glob("*.mp4"))
-    assert len(videos) == 1 and videos[0].stat().st_size > 1000
+    assert [v.name for v in videos] == ["libero_spatial_task0_init30_fail.mp4"] and videos[0].stat().st_size > 1000
+    assert summary["videos"] == [str(videos[0])]
+
+
+def test_video_selection_keeps_the_first_successes_and_failures_by_episode_not_arrival():
+    from openvla.eval.libero import EpisodeResult, VideoSelection
+
+    def result(init: int, success: bool) -> EpisodeResult:
+        return EpisodeResult(0, init, success, 10, 1.0, [np.full((2, 2, 3), init, np.uint8)], [0.1])
+
+    kept = VideoSelection(2)
+    for init, success in [(35, False), (33, True), (31, False), (38, True), (30, False), (34, True), (32, False)]:
+        kept.offer(result(init, success))  # workers finish out of order
+    chosen = kept.chosen()
+    assert [key for key, _ in chosen] == [(0, 33, "success"), (0, 34, "success"), (0, 30, "fail"), (0, 31, "fail")]
+    assert all(int(frames[0][0, 0, 0]) == key[1] for key, frames in chosen)  # each keeps its own frames
+    none = VideoSelection(0)
+    none.offer(result(30, True))
+    assert none.chosen() == []
 
 
 def test_policy_speed_reports_latency_and_actions_per_second_of_policy_time():

@@ -8,7 +8,7 @@ mapping ([0,1] → [−1,1], binarize, flip) → ``env.step``. Success = the env
 
 Episodes are spread over ``workers`` spawned processes, each building its environment and its policy once.
 Results: per-task and total success rates with 95% Wilson intervals, episode lengths, MP4 videos of the first
-``videos`` episodes — to ``metrics/libero.json``, ``plots/libero/`` and MLflow.
+``videos`` successful and ``videos`` failed episodes — to ``metrics/libero.json``, ``plots/libero/`` and MLflow.
 """
 
 from __future__ import annotations
@@ -181,6 +181,31 @@ def _results(cfg: EvalLiberoConfig, spec: PolicySpec, episodes: list[EpisodeSpec
         yield from pool.imap_unordered(_run_spec, jobs, chunksize=chunksize)
 
 
+class VideoSelection:
+    """The first ``per_outcome`` successful and the first ``per_outcome`` failed rollouts, in (task, state) order.
+
+    Episodes finish in any order across workers, so the choice is made by episode index, not arrival, and only the
+    frames of the currently chosen ones are held (at most 2 × ``per_outcome`` episodes in memory). Keeping both
+    outcomes means a run with a few successes still shows one, rather than only its first (failed) episodes.
+    """
+
+    def __init__(self, per_outcome: int) -> None:
+        self.per_outcome = per_outcome
+        self._kept: dict[str, dict[tuple[int, int], list[np.ndarray]]] = {"success": {}, "fail": {}}
+
+    def offer(self, res: EpisodeResult) -> None:
+        if not res.frames or self.per_outcome <= 0:
+            return
+        kept = self._kept["success" if res.success else "fail"]
+        kept[(res.task_id, res.init_index)] = res.frames
+        if len(kept) > self.per_outcome:
+            del kept[max(kept)]
+
+    def chosen(self) -> list[tuple[tuple[int, int, str], list[np.ndarray]]]:
+        """((task, state, outcome), frames) of the kept rollouts, successes first, each in (task, state) order."""
+        return [((t, i, outcome), kept[(t, i)]) for outcome, kept in self._kept.items() for t, i in sorted(kept)]
+
+
 # --- the stage ----------------------------------------------------------------------------------------------------
 def evaluate_libero(
     cfg: EvalLiberoConfig,
@@ -197,29 +222,29 @@ def evaluate_libero(
     if policy_spec.kind == "model" and not (Path(policy_spec.model_dir) / "config.json").is_file():
         raise FileNotFoundError(f"{policy_spec.model_dir}: no config.json; export a model first or use --policy random")
     episodes = [
-        EpisodeSpec(t, i, video=False)
+        EpisodeSpec(t, i, video=cfg.videos > 0)
         for t in cfg.task_ids
         for i in range(cfg.first_init_state, cfg.first_init_state + cfg.episodes_per_task)
     ]
-    for k in range(min(cfg.videos, len(episodes))):
-        episodes[k] = EpisodeSpec(episodes[k].task_id, episodes[k].init_index, video=True)
     tasks = {t: get_task(cfg.suite, t) for t in cfg.task_ids}
     start = time.perf_counter()
     results: list[EpisodeResult] = []
-    videos: list[str] = []
+    kept = VideoSelection(cfg.videos)
     bar = tqdm(total=len(episodes), desc=f"eval {cfg.suite}", unit="ep", dynamic_ncols=True)
     with bar:
         for res in _results(cfg, policy_spec, episodes):
-            if res.frames:
-                name = f"{cfg.suite}_task{res.task_id}_init{res.init_index}_{'success' if res.success else 'fail'}.mp4"
-                videos.append(str(write_mp4(plots_dir / "videos" / name, res.frames)))
-                res.frames = None
+            kept.offer(res)
+            res.frames = None
             results.append(res)
             done = sum(r.success for r in results)
             bar.update(1)
             bar.set_postfix(success=f"{done}/{len(results)}")
             if run is not None:
                 run.log_metrics({"episode_success": float(res.success), "episode_steps": res.steps}, step=len(results))
+    videos = [
+        str(write_mp4(plots_dir / "videos" / f"{cfg.suite}_task{t}_init{i}_{outcome}.mp4", frames))
+        for (t, i, outcome), frames in kept.chosen()
+    ]
     minutes = (time.perf_counter() - start) / 60
     results.sort(key=lambda r: (r.task_id, r.init_index))
 

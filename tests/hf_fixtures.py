@@ -35,7 +35,15 @@ def norm_stats(names: tuple[str, ...] = ("libero_embedded", "bridge_orig")) -> d
                 "q99": [0.5 * scale] * 6 + [1.0],
                 "mask": [True] * 6 + [False],
             },
-            "proprio": {k: [0.0] * 8 for k in ("mean", "std", "max", "min", "q01", "q99")},
+            # non-degenerate, so a raw state normalizes to a value that depends on it (all-zero bounds map to 0)
+            "proprio": {
+                "mean": [0.0] * 8,
+                "std": [scale] * 8,
+                "max": [2.0 * scale] * 8,
+                "min": [-2.0 * scale] * 8,
+                "q01": [-scale] * 8,
+                "q99": [scale] * 8,
+            },
             "num_transitions": 100 * (i + 1),
             "num_trajectories": 3 + i,
         }

@@ -204,3 +204,20 @@ def test_action_token_metrics_align_predictions_after_the_patches():
     # the model computing only the last K = 4 positions (logits_to_keep) gives the same sums
     kept = action_token_sums(logits[:, -4:], labels, 5, decode=lambda ids: ids.astype("float32"), logits_to_keep=4)
     assert kept == {k: v for k, v in sums.items() if "/" not in k}
+
+
+def test_pretrain_resume_fingerprint_follows_the_resolved_model_config():
+    """runs/pretrain persists across `dvc repro`: a code change to a named config must not resume the old model."""
+    from openvla.config import load_params
+    from openvla.model import get_model_config
+    from openvla.train.pretrain import resume_fingerprint
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    stats = {"libero_embedded": {"action": {"q01": [0.0]}}}
+    config = get_model_config("tiny")
+    before = resume_fingerprint(params, stats, config.to_dict())
+    assert resume_fingerprint(params, stats, get_model_config("tiny").to_dict()) == before  # deterministic
+    config.norm_stats = {"other": {}}  # statistics are fingerprinted on their own
+    assert resume_fingerprint(params, stats, config.to_dict()) == before
+    config.text_config.initializer_range = 0.02
+    assert resume_fingerprint(params, stats, config.to_dict()) != before

@@ -134,18 +134,11 @@ def load_action_stats(path: str | Path, key: str = "") -> dict:
 
 
 def load_vla_policy(model_dir: str | Path, unnorm_key: str = "", device: str = "cpu") -> VLAPolicy:
-    """Load ``models/<name>-hf`` with transformers' Auto classes (registered by ``import openvla``)."""
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: no config.json; export a model first (`openvla export`)")
-    import openvla
-    from openvla.hf.loading import attach_action_tokenizer
+    """Load ``models/<name>-hf`` with transformers' Auto classes (fp32 on CPU, bf16 on CUDA)."""
+    from openvla.hf.loading import load_exported
 
-    model = openvla.AutoModelForImageTextToText.from_pretrained(str(model_dir))
-    processor = openvla.AutoProcessor.from_pretrained(str(model_dir))
-    attach_action_tokenizer(model, model_dir)  # fitted (e.g. quantile) bins travel with the export
-    model.to(device).eval()
-    return VLAPolicy(model, processor, unnorm_key=unnorm_key, device=device)
+    model, processor = load_exported(model_dir, device)
+    return VLAPolicy(model, processor, unnorm_key=unnorm_key, device=str(model.device))
 
 
 def build_policy(spec: PolicySpec) -> Policy:

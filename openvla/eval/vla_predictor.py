@@ -222,61 +222,38 @@ class ActionPredictor:
         )
 
 
-def _resolve_device(device: str, dtype: str) -> tuple[Any, Any]:
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if dtype == "auto":
-        dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
-    if dtype not in {"float32", "bfloat16", "float16"}:
-        raise ValueError(f"eval_bridge.dtype: expected auto, float32, bfloat16 or float16, got {dtype!r}")
-    return torch.device(device), getattr(torch, dtype)
-
-
 def load_predictor(
     model_dir: str | Path, device: str = "auto", dtype: str = "auto", tokenizer: str = "mistral-v1"
 ) -> ActionPredictor:
     """Load an HF model directory (our export, an official-format one, or a ``save_pretrained`` checkpoint)."""
+    from openvla.hf.loading import attach_action_tokenizer, load_exported, resolve_device_dtype
+
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: no config.json; pass an exported model directory (`openvla export`)")
-    torch_device, torch_dtype = _resolve_device(device, dtype)
+    torch_device, torch_dtype = resolve_device_dtype(device, dtype, "eval_bridge.dtype")
     has_processor = (model_dir / "preprocessor_config.json").is_file() and (
         model_dir / "tokenizer_config.json"
     ).is_file()
-    model = processor = None
     if has_processor:
         try:
-            import openvla
-
-            model = openvla.AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=torch_dtype)
-            processor = openvla.AutoProcessor.from_pretrained(str(model_dir))
+            model, processor = load_exported(model_dir, device, dtype, "eval_bridge.dtype")
+            return ActionPredictor(model, processor.image_processor, processor.tokenizer)
         except Exception as err:  # any failure of the Auto path falls back to our classes
             log.warning(
                 "%s: Auto-class loading failed (%s: %s); loading with our classes", model_dir, type(err).__name__, err
             )
-            model = processor = None
-    if model is None:
-        from openvla.model.vla import OpenVLAForActionPrediction
+    from openvla.model.image_processing import PrismaticImageProcessor
+    from openvla.model.text_tokenizer import load_text_tokenizer
+    from openvla.model.vla import OpenVLAForActionPrediction
 
-        model = OpenVLAForActionPrediction.from_pretrained(str(model_dir), dtype=torch_dtype)
-    image_processor = getattr(processor, "image_processor", None)
-    text_tokenizer = getattr(processor, "tokenizer", None)
-    if image_processor is None:
-        from openvla.model.image_processing import PrismaticImageProcessor
-
-        if (model_dir / "preprocessor_config.json").is_file():
-            image_processor = PrismaticImageProcessor.from_pretrained(str(model_dir))
-        else:
-            image_processor = PrismaticImageProcessor.from_vla_config(model.config)
-    if text_tokenizer is None:
-        from openvla.model.text_tokenizer import load_text_tokenizer
-
-        spec = str(model_dir) if (model_dir / "tokenizer_config.json").is_file() else tokenizer
-        text_tokenizer = load_text_tokenizer(spec)
-    from openvla.hf.loading import attach_action_tokenizer
-
+    model = OpenVLAForActionPrediction.from_pretrained(str(model_dir), dtype=torch_dtype)
+    if (model_dir / "preprocessor_config.json").is_file():
+        image_processor = PrismaticImageProcessor.from_pretrained(str(model_dir))
+    else:
+        image_processor = PrismaticImageProcessor.from_vla_config(model.config)
+    spec = str(model_dir) if (model_dir / "tokenizer_config.json").is_file() else tokenizer
+    text_tokenizer = load_text_tokenizer(spec)
     attach_action_tokenizer(model, model_dir)  # a fitted (e.g. quantile) tokenizer decodes as in training
     model.to(torch_device).eval()
     log.info("loaded %s (%s) on %s, %s", model_dir, type(model).__name__, torch_device, torch_dtype)

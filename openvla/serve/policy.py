@@ -68,33 +68,8 @@ class HFPredictor:
         return [np.asarray(a, dtype=np.float32) for a in actions]
 
 
-def _resolve(device: str, dtype: str) -> tuple[Any, Any]:
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if dtype == "auto":
-        dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
-    if dtype not in {"float32", "bfloat16", "float16"}:
-        raise ValueError(f"dtype: expected auto, float32, bfloat16 or float16, got {dtype!r}")
-    return torch.device(device), getattr(torch, dtype)
-
-
 def load_hf_predictor(model_dir: str | Path, device: str = "auto", dtype: str = "auto") -> HFPredictor:
     """Load an exported (or official-format) directory once, through the Auto classes, and wrap it."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from openvla.hf.loading import load_exported
 
-    from openvla.hf.loading import attach_action_tokenizer
-    from openvla.hf.registration import register
-
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: no config.json; pass an exported model directory (openvla export)")
-    register()
-    torch_device, torch_dtype = _resolve(device, dtype)
-    log.info("loading %s on %s (%s)", model_dir, torch_device, torch_dtype)
-    model = AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=torch_dtype, low_cpu_mem_usage=True)
-    model.to(torch_device).eval()
-    attach_action_tokenizer(model, model_dir)
-    processor = AutoProcessor.from_pretrained(str(model_dir))
-    return HFPredictor(model, processor)
+    return HFPredictor(*load_exported(model_dir, device, dtype))

@@ -4,9 +4,12 @@ One MLflow experiment per pipeline (``project.name`` in params.yaml), one run pe
 stage name and the git / DVC revision; params come from the stage's config dataclass, metrics per step where a
 stage has steps, artifacts (configs, statistics, plots, videos, models) from its outputs.
 
-The tracking URI defaults to a SQLite store in the working directory (``sqlite:///mlflow.db``, which
+The tracking URI defaults to a SQLite store at the repository root (``sqlite:///mlflow.db``, which
 ``mlflow ui --backend-store-uri sqlite:///mlflow.db`` shows) and follows ``MLFLOW_TRACKING_URI`` when set.
-Artifacts of that default store go to ``./mlartifacts``. Set ``OPENVLA_TRACKING=off`` to run a stage without MLflow
+Artifacts of that default store go to ``mlartifacts/`` beside it. The root is ``DVC_ROOT`` when DVC runs the stage:
+``dvc exp run --temp`` and ``--queue`` run in a throwaway copy but point ``DVC_ROOT`` at the user's repository, so
+their runs land in the same store as ``dvc repro``'s instead of vanishing with the copy. Outside DVC it is the
+working directory. Set ``OPENVLA_TRACKING=off`` to run a stage without MLflow
 (for example on a cluster node without a writable store); the stage's ``metrics/*.json`` are still written.
 """
 
@@ -30,9 +33,14 @@ DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 
 
+def store_root() -> Path:
+    """Where the default store lives: the DVC repository of the run (``DVC_ROOT``), else the working directory."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
 def tracking_uri() -> str:
-    """The MLflow tracking URI: ``MLFLOW_TRACKING_URI`` or a SQLite file in the current directory."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+    """The MLflow tracking URI: ``MLFLOW_TRACKING_URI`` or ``mlflow.db`` in ``store_root()``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_root() / DEFAULT_DB}"
 
 
 def tracking_enabled() -> bool:
@@ -129,11 +137,12 @@ def stage_run(
     import mlflow
 
     uri = tracking_uri()
+    default_store = "MLFLOW_TRACKING_URI" not in os.environ  # asked before set_tracking_uri, which sets it
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(experiment) is None:
         artifact_location = None
-        if uri.startswith("sqlite:") and "MLFLOW_TRACKING_URI" not in os.environ:
-            artifact_location = (Path.cwd() / DEFAULT_ARTIFACTS).as_uri()
+        if default_store:
+            artifact_location = (store_root() / DEFAULT_ARTIFACTS).as_uri()
         with contextlib.suppress(Exception):  # another stage may create it at the same moment
             mlflow.create_experiment(experiment, artifact_location=artifact_location)
     mlflow.set_experiment(experiment)

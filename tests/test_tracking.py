@@ -56,3 +56,22 @@ def test_write_metrics_is_plain_json(tmp_path):
     write_metrics(path, {"a": 1, "b": 0.5})
     assert json.loads(path.read_text()) == {"a": 1, "b": 0.5}
     assert [p.name for p in path.parent.iterdir()] == ["stage.json"]  # no temp files left behind
+
+
+def test_default_store_is_the_dvc_repository_so_temp_experiments_keep_their_runs(tmp_path, monkeypatch):
+    """`dvc exp run --temp` runs stages in a throwaway copy with DVC_ROOT pointing at the user's repository."""
+    repo, copy = tmp_path / "repo", tmp_path / "copy"
+    repo.mkdir()
+    copy.mkdir()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(copy)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    assert tracking_uri() == f"sqlite:///{copy.resolve() / 'mlflow.db'}"  # outside DVC: the working directory
+    monkeypatch.setenv("DVC_ROOT", str(repo))
+    assert tracking_uri() == f"sqlite:///{repo.resolve() / 'mlflow.db'}"
+    with stage_run("bins", BinsConfig(), experiment="exp-temp") as run:
+        run.log_metrics({"loss": 1.0})
+        run_id = run.run_id
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{repo.resolve() / 'mlflow.db'}")
+    assert client.get_run(run_id).info.artifact_uri.startswith((repo.resolve() / "mlartifacts").as_uri())
+    assert not (copy / "mlflow.db").exists()

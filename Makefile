@@ -38,6 +38,7 @@ bench: setup
 	$(BIN)/python bench/train_step.py
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/repro.py  # ≈ 20 min: the embedded default from a fresh clone, stage by stage
 
 ## Remove caches and pipeline outputs (not the venv, not the DVC cache).
 clean:

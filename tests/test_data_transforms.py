@@ -174,3 +174,28 @@ def test_subsample_keeps_ordered_random_steps_of_long_episodes(tf):
     kept = subsample(traj, 4, seed=1)["action"].numpy()[:, 0]
     assert len(kept) == 4 and np.all(np.diff(kept) > 0)
     np.testing.assert_array_equal(subsample(traj, 20)["action"].numpy()[:, 0], np.arange(10))
+
+
+@pytest.mark.parametrize(
+    ("episodes", "val", "train"),
+    [(40, "train[95%:]", "train[:95%]"), (4, "train[-1:]", "train[:-1]"), (1, "train[95%:]", "train[:95%]")],
+)
+def test_held_out_split_is_never_empty_and_stays_disjoint(tf, episodes, val, train, tmp_path):
+    """5% of a handful of episodes rounds to none: such a dataset holds out its last episode instead."""
+    from types import SimpleNamespace
+
+    import tensorflow_datasets as tfds
+
+    from openvla.data.loader import resolve_split
+
+    template = tfds.core.ShardedFileTemplate(
+        data_dir=tmp_path, dataset_name="x", split="train", filetype_suffix="tfrecord"
+    )
+    info = tfds.core.SplitInfo(name="train", shard_lengths=[episodes], num_bytes=0, filename_template=template)
+    builder = SimpleNamespace(info=SimpleNamespace(splits=tfds.core.SplitDict([info])), data_dir="/data/x")
+    assert resolve_split(builder, "val") == val
+    assert resolve_split(builder, "train", train=True) == train
+    assert resolve_split(builder, "train", train=False) == "train"
+    held, kept = builder.info.splits[val].num_examples, builder.info.splits[train].num_examples
+    if episodes > 1:
+        assert held >= 1 and held + kept == episodes

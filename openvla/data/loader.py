@@ -61,14 +61,19 @@ def open_builder(data_dir: str | Path, name: str) -> Any:
 
 
 def resolve_split(builder: Any, split: str, train: bool | None = None) -> str:
-    """``val`` falls back to the last 5% of ``train`` (and ``train`` to the first 95%) when there is no val split."""
+    """``val`` falls back to the last 5% of ``train`` (and ``train`` to the first 95%) when there is no val split.
+
+    Under 10 episodes or so, 5% rounds to no episode at all (TFDS then fails with "Instruction [] corresponds to no
+    data"), so such a dataset holds out its last episode instead, and trains on the others: still disjoint.
+    """
     splits = set(builder.info.splits.keys())
-    if split == "all" or split in splits:
+    if split == "all" or (split in splits and not (split == "train" and train and "val" not in splits)):
         return split
-    if split == "val" and "train" in splits:
-        return "train[95%:]"
-    if split == "train" and "val" not in splits:
-        return "train[:95%]" if train else "train"
+    if "train" in splits and "val" not in splits and split in ("val", "train"):
+        held_out, kept = "train[95%:]", "train[:95%]"
+        if builder.info.splits[held_out].num_examples == 0 and builder.info.splits["train"].num_examples > 1:
+            held_out, kept = "train[-1:]", "train[:-1]"
+        return held_out if split == "val" else kept
     raise DataError(f"{builder.data_dir}: no split {split!r} (available: {sorted(splits)})")
 
 

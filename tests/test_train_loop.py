@@ -221,3 +221,17 @@ def test_pretrain_resume_fingerprint_follows_the_resolved_model_config():
     assert resume_fingerprint(params, stats, config.to_dict()) == before
     config.text_config.initializer_range = 0.02
     assert resume_fingerprint(params, stats, config.to_dict()) != before
+
+
+def test_finetune_base_identity_changes_when_the_base_is_rewritten_in_place(tmp_path):
+    """A pretrain rerun with the same config rewrites runs/pretrain/latest: same path, size and fingerprint."""
+    from openvla.train.finetune import base_identity
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"a" * 64)
+    os.utime(weights, ns=(1_000_000_000, 1_000_000_000))
+    before = base_identity(tmp_path)
+    assert base_identity(tmp_path) == before  # a killed finetune on the same base resumes
+    weights.write_bytes(b"b" * 64)  # same size, new content
+    os.utime(weights, ns=(2_000_000_000, 2_000_000_000))
+    assert base_identity(tmp_path) != before

@@ -209,11 +209,13 @@ def _finetune(
 
 
 def base_identity(base_dir: Path) -> dict[str, Any]:
-    """What identifies the base weights cheaply: path, weight file sizes, and the pretrain run's fingerprint (so
-    adapters trained on an older base of the same path are not resumed)."""
+    """What identifies the base weights cheaply: path, weight file sizes and modification times, and the pretrain
+    run's fingerprint, so adapters trained on an older base of the same path are not resumed. A pretrain rerun with
+    the same configuration (after a data fix, say) writes the same path, sizes and fingerprint: only the times differ.
+    """
     from openvla.train.checkpoint import TRAINER_STATE, checkpoint_fingerprint
 
-    sizes = {p.name: p.stat().st_size for p in sorted(base_dir.glob("*.safetensors"))}
+    sizes = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(base_dir.glob("*.safetensors"))}
     trained = checkpoint_fingerprint(base_dir) if (base_dir / TRAINER_STATE).is_file() else None
     return {"path": str(base_dir.resolve()), "sizes": sizes, "pretrain_fingerprint": trained}
 

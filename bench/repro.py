@@ -1,8 +1,10 @@
 """End-to-end wall time of `dvc repro` from a fresh clone, stage by stage.
 
 Clones the repository (its committed HEAD) into a temporary directory, reuses this checkout's `.venv` (a fresh
-`scripts/setup.sh` adds its install time, ≈ 5–7 min here), and runs `dvc repro --single-item <stage>` for every stage
-of `dvc.yaml` in pipeline order, so that each stage is timed on its own and nothing comes from a DVC cache. Prints one
+`scripts/setup.sh` adds its install time, ≈ 5–7 min here), and runs `dvc repro --force --single-item <stage>` for
+every stage of `dvc.yaml` in pipeline order, so that each stage is timed on its own and nothing comes from a DVC cache.
+`--force` matters: training is deterministic, so the exported model comes out bit-identical to the committed
+`dvc.lock`, and DVC would skip `eval-libero`, whose outputs are committed to git. Prints one
 row per stage (seconds, minutes) and the total, then the headline metrics of the run (LIBERO success, held-out L1).
 
     python bench/repro.py                                 # the shipped embedded default (≈ 20 min on 2 cores)
@@ -91,7 +93,7 @@ def main() -> None:
                 start = time.perf_counter()
                 print(f"running {stage} …", file=sys.stderr, flush=True)
                 subprocess.run(
-                    [str(venv / "bin" / "dvc"), "repro", "--single-item", stage],
+                    [str(venv / "bin" / "dvc"), "repro", "--force", "--single-item", stage],
                     cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT, check=True,
                 )  # fmt: skip
                 rows.append((stage, time.perf_counter() - start))

@@ -67,13 +67,16 @@ def resolve_split(builder: Any, split: str, train: bool | None = None) -> str:
     data"), so such a dataset holds out its last episode instead, and trains on the others: still disjoint.
     """
     splits = set(builder.info.splits.keys())
-    if split == "all" or (split in splits and not (split == "train" and train and "val" not in splits)):
+    if split == "all":
         return split
-    if "train" in splits and "val" not in splits and split in ("val", "train"):
+    no_val = "train" in splits and "val" not in splits
+    if no_val and (split == "val" or (split == "train" and train)):
         held_out, kept = "train[95%:]", "train[:95%]"
         if builder.info.splits[held_out].num_examples == 0 and builder.info.splits["train"].num_examples > 1:
             held_out, kept = "train[-1:]", "train[:-1]"
         return held_out if split == "val" else kept
+    if split in splits:
+        return split
     raise DataError(f"{builder.data_dir}: no split {split!r} (available: {sorted(splits)})")
 
 

@@ -14,9 +14,6 @@ from typing import Any
 
 from openvla.tf_import import import_tensorflow, import_tfds
 
-tf = import_tensorflow()
-tfds = import_tfds()
-
 AUTOTUNE = -1
 
 
@@ -42,6 +39,7 @@ class DLataset:
         seed: int | None = None,
     ) -> DLataset:
         """Episodes of ``builder`` (a TFDS builder, e.g. ``tfds.builder_from_directory``), images still encoded."""
+        tf, tfds = import_tensorflow(), import_tfds()
         read_config = tfds.ReadConfig(
             shuffle_seed=seed,
             interleave_cycle_length=num_parallel_reads,
@@ -84,6 +82,7 @@ class DLataset:
 
     def flatten(self, num_parallel_calls: int = AUTOTUNE) -> DLataset:
         """Trajectories → frames (slices along the time axis), ``num_parallel_calls`` trajectories at a time."""
+        tf = import_tensorflow()
         cycle = 1 if num_parallel_calls in (None, 0) else num_parallel_calls
         return DLataset(
             self.dataset.interleave(

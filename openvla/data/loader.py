@@ -32,9 +32,6 @@ from openvla.data.normalization import normalize_trajectory
 from openvla.data.registry import DatasetConfig, find_builder_dir, get_dataset_config, get_mixture
 from openvla.tf_import import import_tensorflow, import_tfds
 
-tf = import_tensorflow()
-tfds = import_tfds()
-
 log = logging.getLogger(__name__)
 
 CAMERAS = ("primary", "secondary", "wrist")
@@ -54,6 +51,7 @@ def seed_offset(offset: int) -> Iterator[None]:
 def open_builder(data_dir: str | Path, name: str) -> Any:
     """The TFDS builder of a registered dataset under ``data_dir``."""
     directory = find_builder_dir(data_dir, name)
+    tfds = import_tfds()
     try:
         return tfds.builder_from_directory(str(directory))
     except Exception as err:  # TFDS raises several types for a broken dataset_info.json / features.json
@@ -87,6 +85,7 @@ def restructure(config: DatasetConfig, name: str, cameras: Sequence[str] = ("pri
     unknown = set(cameras) - set(CAMERAS)
     if unknown:
         raise ValueError(f"load_camera_views: unknown camera(s) {sorted(unknown)}; expected some of {CAMERAS}")
+    tf = import_tensorflow()
 
     def fn(traj: dict) -> dict:
         old_obs = traj["observation"]
@@ -216,6 +215,8 @@ def _episode_pipeline(
 
 
 def _frame_transform(image_size: int, augment: bool):
+    tf = import_tensorflow()
+
     def decode(images):  # string [W] → uint8 [W, S, S, 3]
         return tf.map_fn(
             lambda x: decode_and_resize(x, image_size),
@@ -258,6 +259,7 @@ def make_dataset(
     max_proprio: float | None = None,
     load_camera_views: Sequence[str] = ("primary",),
     subsample_length: int | None = None,
+    skip_frames: int = 0,
 ):
     """Frames of a mixture (a registered mixture/dataset name or ``[(dataset, weight)]``) as ``tf.data.Dataset``.
 
@@ -266,7 +268,17 @@ def make_dataset(
     dataset is finite. ``split="train"`` of a dataset without a ``val`` split trains on the first 95% of ``train``
     (``split="val"`` is then the last 5%), as OpenVLA does. Seeds: ``seed`` plus the offset of ``seed_offset``
     (one per rank / worker), so every rank and worker reads its own stream.
+
+    The stream is a pure function of its arguments (tf.data runs deterministically: parallel reads and maps keep
+    their order, every random choice is seeded), so ``skip_frames=n`` yields exactly the frames an unskipped stream
+    yields from its n-th on: this is how training resumes where it stopped (exact resume). The skipped frames are
+    read, transformed per episode and pass through the shuffle buffer, but their images are never decoded: the
+    skip sits before the frame transforms. Episode transforms with stateful randomness (``goal_relabeling``,
+    ``subsample_length``) are not reproducible under parallel calls; exact resume needs them off.
     """
+    if skip_frames < 0:
+        raise ValueError(f"skip_frames must be ≥ 0, got {skip_frames}")
+    tf = import_tensorflow()
     entries = get_mixture(mixture) if isinstance(mixture, str) else [(n, float(w)) for n, w in mixture]
     seed = int(seed) + _SEED_OFFSET.get()
     names = [n for n, _ in entries]
@@ -318,9 +330,11 @@ def make_dataset(
         frames = frames.shuffle(shuffle_buffer, seed=seed)  # images still encoded: the buffer stays small
     augment = bool(train and image_augmentation)
     seeds = tf.data.Dataset.random(seed=seed).batch(2).map(lambda s: tf.cast(s % 2**31, tf.int32))
-    frames = tf.data.Dataset.zip((frames, seeds)).map(
-        _frame_transform(image_size, augment), num_parallel_calls=max(1, num_parallel_calls)
-    )
+    frames = tf.data.Dataset.zip((frames, seeds))
+    if skip_frames:  # before decoding: a skipped frame costs its read, not its image decode and augmentation
+        frames = frames.skip(skip_frames)
+    frames = frames.map(_frame_transform(image_size, augment), num_parallel_calls=max(1, num_parallel_calls))
     options = tf.data.Options()
+    options.deterministic = True  # parallel stages keep their order: the stream depends on the seed only
     options.autotune.ram_budget = 1 << 30  # bound tf.data's autotuned buffers to 1 GiB
     return frames.with_options(options)

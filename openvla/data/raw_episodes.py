@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,15 +221,20 @@ NPZ_REQUIRED = ("image", "state", "action", "language_instruction")
 def _open_npz(path: Path):
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+    except Exception as err:  # OSError, ValueError, zipfile.BadZipFile, EOFError, …: all mean an unreadable file
         raise DataError(f"{path}: not a readable .npz file (truncated or corrupt?): {err}") from None
 
 
 def _npz_get(npz, path: Path, key: str) -> np.ndarray:
+    """One member of an open npz; any decoder failure (``zlib.error``, ``BadZipFile``, a bad ``.npy`` header, …)
+    becomes a ``DataError`` naming the file and the member."""
     try:
         return npz[key]
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise DataError(f"{path}: cannot read '{key}' (truncated or corrupt?): {err}") from None
+    except DataError:
+        raise
+    except Exception as err:  # zlib.error, zipfile.BadZipFile, OSError, ValueError, EOFError, …: all decoder errors
+        raise DataError(f"{path}: cannot read member '{key}' (truncated or corrupt?): "
+                        f"{type(err).__name__}: {err}") from None  # fmt: skip
 
 
 def _index_npz_file(path: Path, raw_dir: Path, action_dim: int, drop_noops: bool, report: IndexReport) -> None:

@@ -4,9 +4,10 @@
 ``VLABatchTransform`` (prompt, tokens, labels, pixel values) → ``DataLoader`` with the right-padding collator.
 tf.data reads and transforms with its own threads, so the DataLoader uses no worker processes.
 
-Resuming: a tf.data stream cannot be fast-forwarded cheaply, so a run resumed at step s draws a fresh stream
-seeded with (seed, s) instead of replaying frames it already used; what the run has seen so far is recorded in the
-checkpoint's data state.
+Exact resume: each rank's stream is a pure function of (seed, rank), so the data position is one number per rank,
+the frames that rank has consumed; it is stored in every checkpoint (``frames_per_rank`` of the data state). A run
+resumed there rebuilds the same stream and skips that many frames before image decoding
+(``make_dataset(skip_frames=…)``), and so trains on exactly the batches the uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader
 
 from openvla.config import DataConfig
@@ -24,14 +26,29 @@ from openvla.train.distributed import DistInfo
 
 log = logging.getLogger(__name__)
 
-RESUME_SEED_STRIDE = 100_003  # seed of a stream resumed at step s: seed + s * stride (+ rank inside the dataset)
-
 
 def per_rank_batch_size(global_batch: int, info: DistInfo) -> int:
     if global_batch % info.world_size:
         raise ValueError(f"batch_size {global_batch} (global) is not divisible by {info.world_size} processes; "
                          "change the stage's batch_size or nproc")  # fmt: skip
     return global_batch // info.world_size
+
+
+def resume_skip(data_state: Mapping[str, Any], info: DistInfo) -> int:
+    """Frames this rank's stream must skip to continue where the checkpointed run stopped.
+
+    A checkpoint of another world size (another process count) cannot continue the same per-rank streams; the run
+    then goes on with fresh streams (skipping what an equal share would have consumed) and says so.
+    """
+    frames = data_state.get("frames_per_rank")
+    if not frames:
+        return 0
+    if len(frames) != info.world_size:
+        share = sum(frames) // info.world_size
+        log.warning("the checkpoint was written by %d processes, this run has %d: the data streams differ from the "
+                    "uninterrupted run's (not an exact resume)", len(frames), info.world_size)  # fmt: skip
+        return share
+    return int(frames[info.rank])
 
 
 def make_vla_loader(
@@ -47,9 +64,10 @@ def make_vla_loader(
     batch_size: int,
     seed: int,
     info: DistInfo,
-    start_step: int = 0,
+    skip_frames: int = 0,
 ) -> DataLoader:
-    """An endless DataLoader of this rank's training batches (``batch_size`` = per-rank micro-batch)."""
+    """An endless DataLoader of this rank's training batches (``batch_size`` = per-rank micro-batch), starting
+    ``skip_frames`` frames into this rank's stream (see ``resume_skip``)."""
     from openvla.data import RLDSIterableDataset, make_dataset
 
     make_tf_dataset = functools.partial(
@@ -63,17 +81,36 @@ def make_vla_loader(
         chunk=data_cfg.chunk,
         shuffle_buffer=data_cfg.shuffle_buffer,
         image_augmentation=image_augmentation,
-        seed=seed + start_step * RESUME_SEED_STRIDE,
+        seed=seed,
         balance_weights=data_cfg.balance_weights,
         num_parallel_calls=data_cfg.num_parallel_calls,
         num_parallel_reads=data_cfg.num_parallel_reads,
+        skip_frames=skip_frames,
     )
+    if skip_frames:
+        log.info("data stream of rank %d resumes after %d frames", info.rank, skip_frames)
     dataset = RLDSIterableDataset(make_tf_dataset, transform, rank=info.rank, world_size=info.world_size)
-    return DataLoader(dataset, batch_size=batch_size, collate_fn=collator, num_workers=0)
+    # Its own generator: the DataLoader draws a base seed when iterated, which must not consume the global torch RNG
+    # (restored from the checkpoint on resume, so a resumed run and the uninterrupted one draw the same numbers).
+    return DataLoader(dataset, batch_size=batch_size, collate_fn=collator, num_workers=0,
+                      generator=torch.Generator().manual_seed(seed))  # fmt: skip
 
 
-def mixture_datasets(mixture: str) -> list[str]:
-    """Names of the datasets of a registered mixture (or the single dataset ``mixture`` names)."""
-    from openvla.data import get_mixture
+def load_registry(data_cfg: DataConfig) -> None:
+    """Run ``data.registry_file`` (the user's own datasets and mixtures) in this process, when it names one."""
+    if data_cfg.registry_file:
+        from openvla.data import load_registry_file
 
-    return [name for name, _ in get_mixture(mixture)]
+        load_registry_file(data_cfg.registry_file)
+
+
+def mixture_datasets(mixture: str, key: str = "data.mixture") -> list[str]:
+    """Names of the datasets of a registered mixture (or the single dataset ``mixture`` names); an unknown name is
+    reported with the params key that holds it (``key``)."""
+    from openvla.data import DataError, get_mixture
+
+    try:
+        entries = get_mixture(mixture)
+    except DataError as err:
+        raise DataError(f"params {key}: {err} (register your own in the file data.registry_file names)") from None
+    return [name for name, _ in entries]

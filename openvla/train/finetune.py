@@ -21,7 +21,7 @@ import torch
 from openvla.config import Params
 from openvla.io import atomic_directory, atomic_write_json
 from openvla.train.checkpoint import CheckpointManager, load_weights, resolve_checkpoint
-from openvla.train.data import make_vla_loader, per_rank_batch_size
+from openvla.train.data import load_registry, make_vla_loader, per_rank_batch_size, resume_skip
 from openvla.train.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 from openvla.train.loop import Checkpointer, LoopConfig, fingerprint, fit
 from openvla.train.lora import adapter_state_dict, apply_lora, load_adapter_state_dict, merge_lora
@@ -104,12 +104,14 @@ def _finetune(
     if info.device.type == "cpu" and cfg.cpu_threads > 0:
         torch.set_num_threads(cfg.cpu_threads)
     mixture = cfg.mixture or params.data.mixture
-    statistics = load_statistics(statistics_path, mixture)
+    load_registry(params.data)
+    statistics = load_statistics(statistics_path, mixture, "finetune.mixture" if cfg.mixture else "data.mixture")
     torch.manual_seed(cfg.seed)  # same base + adapter init on every rank
     model = OpenVLAForActionPrediction.from_pretrained(
         str(base_dir), attn_implementation=params.model.attn_implementation
     )
     model.config.norm_stats = statistics
+    model.config.image_augmentation = bool(cfg.image_augmentation)  # the inference transform crops then
     mismatch = action_options_mismatch(model.config, params)
     if mismatch:
         raise ValueError(f"{base_dir}: the base model was trained with other action options than params.yaml has "
@@ -150,7 +152,8 @@ def _finetune(
     model_w = wrap_model(peft_model, strategy, info)
     optimizer = build_optimizer(model_w, cfg.lr, weight_decay=0.0)
     scheduler = build_scheduler(optimizer, "constant", cfg.steps)
-    start = checkpointer.restore(resume_from, model_w, optimizer, scheduler)["step"] if resume_from else 0
+    restored = checkpointer.restore(resume_from, model_w, optimizer, scheduler) if resume_from else {}
+    start, data_state = int(restored.get("step", 0)), restored.get("data", {})
 
     recorder = None
     if info.is_main:
@@ -169,7 +172,7 @@ def _finetune(
         batch_size=per_rank_batch_size(cfg.batch_size, info),
         seed=cfg.seed,
         info=info,
-        start_step=start,
+        skip_frames=resume_skip(data_state, info),
     )
     batches = iter(loader)
     summary: dict[str, Any] = {}
@@ -183,6 +186,7 @@ def _finetune(
             LoopConfig(cfg.steps, cfg.grad_accumulation, cfg.grad_clip, cfg.save_every, cfg.log_every),
             info,
             start_step=start,
+            data_state=data_state,
             checkpointer=checkpointer,
             recorder=recorder,
             batch_size_of=batch_size_of,

@@ -164,6 +164,7 @@ def fit(
     info: DistInfo,
     *,
     start_step: int = 0,
+    data_state: Mapping[str, Any] | None = None,
     checkpointer: Checkpointer | None = None,
     recorder: MetricsRecorder | None = None,
     batch_size_of: Callable[[Any], int] = len,
@@ -174,8 +175,17 @@ def fit(
 
     ``on_step_end(step, metrics)`` runs after every optimizer step (and its checkpoint); returning True stops
     training there (the callback must answer the same on every rank).
+
+    ``data_state`` is the restored checkpoint's (``Checkpointer.restore``): every checkpoint records how many frames
+    each rank has consumed (``frames_per_rank``) and in total (``samples_seen``), counted across resumes, so the
+    loader of a resumed run can start where the stream stopped (``openvla.train.data.resume_skip``).
     """
     model.train()
+    restored = dict(data_state or {})
+    frames_per_rank = [int(n) for n in restored.get("frames_per_rank") or []]
+    if len(frames_per_rank) != info.world_size:
+        frames_per_rank = [0] * info.world_size
+    total_seen = int(restored.get("samples_seen", 0))
     iterator = iter(batches)
     progress = tqdm(total=config.steps, initial=start_step, desc=desc, disable=not info.is_main, dynamic_ncols=True)
     samples_seen = 0
@@ -212,6 +222,8 @@ def fit(
         step_time = time.perf_counter() - t0
         global_samples = sum(p[2] for p in parts)
         samples_seen += global_samples
+        total_seen += global_samples
+        frames_per_rank = [n + p[2] for n, p in zip(frames_per_rank, parts, strict=True)]
         done = step + 1
         last = {
             "loss": sum(p[0] for p in parts) / len(parts),
@@ -230,7 +242,7 @@ def fit(
                 shown["acc"] = f"{last['action_accuracy']:.2f}"
             progress.set_postfix(**shown)
             progress.update(1)
-        data_state = {"step": done, "samples_seen": samples_seen}
+        data_state = {"step": done, "samples_seen": total_seen, "frames_per_rank": list(frames_per_rank)}
         saved = checkpointer is not None and (
             done == config.steps or (config.save_every > 0 and done % config.save_every == 0)
         )

@@ -20,7 +20,7 @@ import torch
 from openvla.config import Params
 from openvla.io import atomic_write_json
 from openvla.train.checkpoint import CheckpointManager
-from openvla.train.data import make_vla_loader, mixture_datasets, per_rank_batch_size
+from openvla.train.data import load_registry, make_vla_loader, mixture_datasets, per_rank_batch_size, resume_skip
 from openvla.train.distributed import DistInfo, init_distributed, shutdown_distributed
 from openvla.train.loop import Checkpointer, LoopConfig, fingerprint, fit
 from openvla.train.metrics import MetricsRecorder
@@ -39,13 +39,14 @@ from openvla.train.vla import (
 log = logging.getLogger(__name__)
 
 
-def load_statistics(path: str | Path, mixture: str) -> dict[str, Any]:
-    """The entries of the statistics JSON for the datasets of ``mixture`` (each dataset keeps its own)."""
+def load_statistics(path: str | Path, mixture: str, key: str = "data.mixture") -> dict[str, Any]:
+    """The entries of the statistics JSON for the datasets of ``mixture`` (each dataset keeps its own); ``key`` is
+    the params key holding ``mixture``, named when it is unknown."""
+    names = mixture_datasets(mixture, key)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: dataset statistics not found (run the `stats` stage first)")
     everything = json.loads(path.read_text())
-    names = mixture_datasets(mixture)
     missing = [n for n in names if n not in everything]
     if missing:
         raise ValueError(f"{path}: no statistics for {missing} of mixture {mixture!r} (has: {sorted(everything)})")
@@ -124,6 +125,7 @@ def _pretrain(
     cfg = params.pretrain
     if info.device.type == "cpu" and cfg.cpu_threads > 0:
         torch.set_num_threads(cfg.cpu_threads)
+    load_registry(params.data)
     statistics = load_statistics(statistics_path, params.data.mixture)
     model_config = get_model_config(params.model.name)
     model_config.norm_stats = statistics
@@ -135,6 +137,7 @@ def _pretrain(
         use_proprio=params.data.use_proprio,
         statistics=statistics,
     )
+    model_config.image_augmentation = bool(params.data.image_augmentation)  # the inference transform crops then
     components = build_components(model_config, params.model.tokenizer, action_tokenizer_dir)
 
     manager = CheckpointManager(run_dir, keep_last=cfg.keep_last)
@@ -169,7 +172,8 @@ def _pretrain(
     autocast = cfg.strategy != "fsdp" and resolve_precision(cfg.mixed_precision, info.device) == "bf16"
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.steps, cfg.warmup_steps)
-    start = checkpointer.restore(resume_from, model, optimizer, scheduler)["step"] if resume_from else 0
+    restored = checkpointer.restore(resume_from, model, optimizer, scheduler) if resume_from else {}
+    start, data_state = int(restored.get("step", 0)), restored.get("data", {})
 
     recorder = None
     if info.is_main:
@@ -192,7 +196,7 @@ def _pretrain(
             batch_size=per_rank_batch_size(cfg.batch_size, info),
             seed=cfg.seed,
             info=info,
-            start_step=start,
+            skip_frames=resume_skip(data_state, info),
         )
         summary = fit(
             model,
@@ -203,6 +207,7 @@ def _pretrain(
             LoopConfig(cfg.steps, cfg.grad_accumulation, cfg.grad_clip, cfg.save_every, cfg.log_every),
             info,
             start_step=start,
+            data_state=data_state,
             checkpointer=checkpointer,
             recorder=recorder,
             batch_size_of=batch_size_of,

@@ -1,0 +1,198 @@
+"""The fault matrix: what a killed, corrupted or misconfigured run does, kept as tests so it stays that way.
+
+| fault | expected | test |
+|---|---|---|
+| pretrain SIGKILLed between checkpoints, resumed | same per-step losses and final weights as the uninterrupted run | ``test_killed_pretrain_resumes_exactly`` |
+| the killed stage's MLflow run | marked KILLED when the next run starts; the resumed run continues it (same run id, one curve) | ``test_killed_pretrain_continues_its_mlflow_run`` |
+| a stage process that died with its MLflow run RUNNING | marked KILLED by the next stage run; live runs untouched | ``test_dead_runs_are_marked_killed_live_ones_are_not`` |
+| SIGKILL during a checkpoint write (toy loop) | ``latest`` names the previous complete checkpoint | ``test_train_loop.py::test_kill_during_save_…`` |
+| SIGKILL of one rank of a 2-process FSDP job (toy loop) | resumes to the uninterrupted run's weights | ``test_train_loop.py::test_sigkilled_run_…`` |
+| corrupt npz member (``zlib.error``) | ``DataError`` naming the file and the member; no partial dataset | ``test_corrupt_npz_member_is_named`` |
+| truncated / junk HDF5, NaN actions, wrong action dim | ``DataError`` naming the file (and demo) | ``test_data_convert.py`` |
+| unknown mixture in ``data.mixture`` / ``finetune.mixture`` | error naming the params key and the value | ``test_unknown_mixture_names_the_params_key`` |
+| the data stream skipped to a position | exactly the frames of the unskipped stream from there | ``test_skipped_stream_equals_the_tail_of_the_full_stream`` |
+| unknown key or wrong type in params.yaml | ``ConfigError`` naming file and dotted key | ``test_config.py`` |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from data_fixtures import demo_actions, write_libero_hdf5, write_npz_episodes
+
+from openvla.config import ConvertConfig
+from openvla.data.errors import DataError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Runs `openvla pretrain` (the stage itself) and SIGKILLs it right after optimizer step $KILL_AT_STEP.
+KILLED_STAGE = """
+import os, signal, sys
+import openvla.train.pretrain as pretrain_lib
+real_fit = pretrain_lib.fit
+def fit(*args, **kwargs):
+    def on_step_end(step, metrics):
+        if step == int(os.environ["KILL_AT_STEP"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real_fit(*args, **{**kwargs, "on_step_end": on_step_end})
+pretrain_lib.fit = fit
+import typer
+from stages.pretrain import main
+sys.argv = ["pretrain", *sys.argv[1:]]
+typer.run(main)
+"""
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RLDS (3 episodes: 2 train, 1 held out), statistics, action tokenizer, params.yaml for a 7-step run."""
+    from openvla.actions import ActionTokenizer, save_action_tokenizer
+    from openvla.data import compute_dataset_statistics
+    from openvla.data.convert import convert_dataset
+    from openvla.model import get_model_config
+
+    root = tmp_path_factory.mktemp("faults")
+    demos = [{"actions": demo_actions(8, seed)} for seed in (0, 1, 2)]
+    write_libero_hdf5(root / "raw" / "pick_demo.hdf5", "put the black bowl on the plate", demos, size=32)
+    convert_dataset(root / "raw", root / "data" / "rlds", ConvertConfig(dataset_name="libero_embedded"))
+    stats = {"libero_embedded": compute_dataset_statistics(root / "data" / "rlds", "libero_embedded")}
+    (root / "data" / "stats").mkdir(parents=True)
+    (root / "data" / "stats" / "dataset_statistics.json").write_text(json.dumps(stats))
+    save_action_tokenizer(ActionTokenizer(get_model_config("tiny").base_vocab_size), root / "data" / "tokenizer")
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    # Augmentation on and 2 parallel calls: the resumed stream must match with the shipped pipeline's features.
+    params["data"].update(shuffle_buffer=16, num_parallel_calls=2, num_parallel_reads=2, image_augmentation=True)
+    params["pretrain"].update(nproc=1, steps=7, batch_size=2, save_every=3, keep_last=2, lr=1e-3, schedule="cosine",
+                              warmup_steps=2, cpu_threads=1)  # fmt: skip
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    return root
+
+
+def _stage_args(ws: Path, run: str) -> list[str]:
+    out = ws / run
+    return ["--data-dir", str(ws / "data" / "rlds"), "--statistics", str(ws / "data" / "stats" /
+            "dataset_statistics.json"), "--tokenizer-dir", str(ws / "data" / "tokenizer"), "--run-dir",
+            str(out / "runs"), "--metrics", str(out / "metrics.json"), "--plots-dir", str(out / "plots"),
+            "--device", "cpu", "--params", str(ws / "params.yaml")]  # fmt: skip
+
+
+def _run_stage(ws: Path, run: str, kill_at: int = 0) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT), KILL_AT_STEP=str(kill_at))
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(key, None)
+    return subprocess.run([sys.executable, "-c", KILLED_STAGE, *_stage_args(ws, run)], cwd=ws, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def _history(run_dir: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines() if line.strip()]
+    return {int(r["step"]): r["loss"] for r in rows}
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    from openvla.train.checkpoint import load_weights, resolve_checkpoint
+
+    return load_weights(resolve_checkpoint(run_dir))
+
+
+@pytest.fixture(scope="module")
+def killed_and_straight(workspace: Path) -> dict[str, object]:
+    """One uninterrupted 7-step run; one SIGKILLed after step 5 (checkpoint at 3) and resumed to step 7."""
+    straight = _run_stage(workspace, "straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = _run_stage(workspace, "killed", kill_at=5)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    latest_after_kill = (workspace / "killed" / "runs" / "latest").read_text().strip()
+    history_after_kill = _history(workspace / "killed" / "runs")
+    resumed = _run_stage(workspace, "killed")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    return {"latest_after_kill": latest_after_kill, "history_after_kill": history_after_kill, "resumed": resumed}
+
+
+def test_killed_pretrain_resumes_exactly(workspace: Path, killed_and_straight: dict):
+    """Kill at step 5 of 7 (last checkpoint: step 3), resume: every step's loss and the final weights are the
+    uninterrupted run's (the data position is in the checkpoint; the stream skips to it)."""
+    assert killed_and_straight["latest_after_kill"] == "checkpoints/step-000003"
+    assert sorted(killed_and_straight["history_after_kill"]) == [1, 2, 3, 4, 5]  # it died after step 5
+    assert "resumed from" in killed_and_straight["resumed"].stderr
+    straight = _history(workspace / "straight" / "runs")
+    resumed = _history(workspace / "killed" / "runs")
+    assert sorted(straight) == sorted(resumed) == list(range(1, 8))
+    for step in range(1, 8):
+        assert resumed[step] == pytest.approx(straight[step], rel=1e-5, abs=1e-6), step
+    assert straight[7] != straight[6]  # the steps really trained on different batches
+    # steps 4 and 5 ran twice in the killed run (before the kill and after the resume): same losses both times
+    for step in (4, 5):
+        assert killed_and_straight["history_after_kill"][step] == pytest.approx(resumed[step], rel=1e-5, abs=1e-6)
+    a, b = _weights(workspace / "straight" / "runs"), _weights(workspace / "killed" / "runs")
+    assert a.keys() == b.keys()
+    diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    print(f"exact resume: max |Δweight| after 7 steps = {diff:.3g}")
+    assert diff <= 1e-6
+    meta = json.loads((workspace / "killed" / "runs" / "checkpoints" / "step-000007" / "checkpoint.json").read_text())
+    assert meta["data"]["frames_per_rank"] == [14] and meta["data"]["samples_seen"] == 14  # 7 steps × batch 2
+
+
+def test_skipped_stream_equals_the_tail_of_the_full_stream(workspace: Path):
+    from openvla.data import make_dataset
+
+    stats = json.loads((workspace / "data" / "stats" / "dataset_statistics.json").read_text())
+
+    def frames(skip: int, n: int) -> list[tuple[float, float]]:
+        ds = make_dataset(workspace / "data" / "rlds", "libero_embedded", statistics=stats, train=True, image_size=32,
+                          chunk=8, shuffle_buffer=16, image_augmentation=True, seed=7, num_parallel_calls=2,
+                          num_parallel_reads=2, skip_frames=skip)  # fmt: skip
+        return [(float(f["action"].sum()), float(f["observation"]["image_primary"].astype(np.float64).sum()))
+                for f in ds.take(n).as_numpy_iterator()]  # fmt: skip
+
+    full = frames(0, 45)
+    assert frames(0, 45) == full  # deterministic
+    assert frames(37, 8) == full[37:]  # past two epochs of 16 frames and the shuffle buffer
+    assert len(set(full[:16])) == 16  # distinct frames (augmented images differ)
+
+
+def test_corrupt_npz_member_is_named(tmp_path):
+    """A deflate stream broken inside one member raises zlib.error in numpy; convert names file and member."""
+    from openvla.data.convert import convert_dataset
+
+    raw = tmp_path / "raw"
+    bad = write_npz_episodes(raw, 2, 5, size=16)[1]
+    with zipfile.ZipFile(bad) as archive:
+        member = archive.getinfo("image.npy")
+    data = bytearray(bad.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[member.header_offset + 26 : member.header_offset + 30])
+    start = member.header_offset + 30 + name_len + extra_len
+    data[start : start + 8] = b"\xff" * 8  # an invalid deflate block type
+    bad.write_bytes(bytes(data))
+    with np.load(bad) as npz, pytest.raises(Exception) as raw_err:
+        npz["image"]
+    assert type(raw_err.value).__module__ == "zlib"  # the case this test is about
+    cfg = ConvertConfig(input_format="npz", dataset_name="my_robot", rotate_180=False, drop_noops=False)
+    with pytest.raises(DataError) as err:
+        convert_dataset(raw, tmp_path / "rlds", cfg)
+    message = str(err.value)
+    assert "episode_0001.npz" in message and "'image'" in message and "error" in message, message
+    assert not (tmp_path / "rlds").exists() or not any((tmp_path / "rlds").rglob("*"))
+
+
+@pytest.mark.parametrize(("section", "key"), [("data", "data.mixture"), ("finetune", "finetune.mixture")])
+def test_unknown_mixture_names_the_params_key(tmp_path, section: str, key: str):
+    from openvla.train.data import mixture_datasets
+    from openvla.train.pretrain import load_statistics
+
+    assert mixture_datasets("libero_embedded") == ["libero_embedded"]
+    with pytest.raises(DataError) as err:
+        load_statistics(tmp_path / "missing.json", "libero_embeded", key)
+    message = str(err.value)
+    assert f"params {key}:" in message and "'libero_embeded'" in message and "libero_embedded" in message, message

@@ -95,3 +95,31 @@ def test_unknown_spec_names_the_choices(tmp_path):
         load_text_tokenizer("meta-llama/Llama-2-7b-hf")
     with pytest.raises(FileNotFoundError, match=r"no tokenizer\.json or tokenizer\.model"):
         load_text_tokenizer(str(tmp_path))
+
+
+def test_ids_are_sentencepieces_own_including_runs_of_spaces(any_tokenizer):
+    """Merges in SentencePiece's order (as OpenVLA's tokenizer.json has them): the ids equal SentencePiece's own
+    encoding, runs of spaces included (transformers 5's converter merges "▁▁" first and differs there)."""
+    import sentencepiece
+
+    tok, space_id = any_tokenizer
+    model_file = _model_file(space_id)
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
+    texts = [
+        build_action_prompt("  stack   the cups  "),
+        "a  b",
+        "two  spaces and   three",
+        "tabs\tand\nnewlines  ",
+        build_training_prompt(INSTRUCTION, tok.decode(list(range(31990, 31997)))).removesuffix("</s>"),
+    ]
+    for text in texts:
+        assert tok(text).input_ids == [1, *processor.encode(text)], text
+    assert tok("a  b").input_ids == [1, tok.convert_tokens_to_ids("▁a"), space_id, tok.convert_tokens_to_ids("▁b")]
+
+
+def _model_file(space_id: int):
+    from conftest import shared_path
+
+    from openvla.model.text_tokenizer import mistral_v1_model_path
+
+    return mistral_v1_model_path() if space_id == 28705 else shared_path("llama2-tokenizer", "tokenizer.model")

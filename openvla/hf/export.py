@@ -27,6 +27,7 @@ from openvla.hf.official import (
     check_official_layout,
     official_config_dict,
 )
+from openvla.hf.tokenizer_files import write_tokenizer_files
 from openvla.io import atomic_directory, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -116,39 +117,12 @@ def _write_preprocessor_config(image_processor: Any, directory: Path) -> None:
 
 
 def _write_tokenizer(tokenizer: Any, spm_file: Path | None, directory: Path) -> None:
-    """Tokenizer files as the official directory has them: tokenizer.json + tokenizer.model, a
-    ``tokenizer_config.json`` naming ``LlamaTokenizer`` with ``add_bos_token`` true, ``add_eos_token`` false and the
-    added tokens (``<PAD>`` = 32000 special), and ``special_tokens_map.json`` (read by transformers 4.x)."""
-    tokenizer.save_pretrained(str(directory))
-    if spm_file is not None and not (directory / "tokenizer.model").is_file():
-        shutil.copyfile(spm_file, directory / "tokenizer.model")
-    path = directory / "tokenizer_config.json"
-    data = json.loads(path.read_text())
-    for noise in ("is_local", "local_files_only", "name_or_path"):
-        data.pop(noise, None)
-    data.update(
-        tokenizer_class="LlamaTokenizer", add_bos_token=True, add_eos_token=False, processor_class=PROCESSOR_CLASS
-    )
-    special = {tokenizer.unk_token, tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token}
-    data["added_tokens_decoder"] = {
-        str(tokenizer.convert_tokens_to_ids(tok)): {
-            "content": tok,
-            "lstrip": False,
-            "normalized": False,
-            "rstrip": False,
-            "single_word": False,
-            "special": True,
-        }
-        for tok in sorted(special, key=tokenizer.convert_tokens_to_ids)
-    }
-    atomic_write_json(path, dict(sorted(data.items())))
-    special_map = {
-        "bos_token": tokenizer.bos_token,
-        "eos_token": tokenizer.eos_token,
-        "pad_token": tokenizer.pad_token,
-        "unk_token": tokenizer.unk_token,
-    }
-    atomic_write_json(directory / "special_tokens_map.json", special_map)
+    """Tokenizer files as the official directory has them, readable by OpenVLA's pinned stack (transformers 4.40,
+    tokenizers 0.19) with identical ids: tokenizer.json (merges in the string form 0.19 parses) + tokenizer.model, a
+    ``tokenizer_config.json`` naming ``LlamaTokenizer`` with ``add_bos_token`` true, ``add_eos_token`` false,
+    ``legacy`` true and the added tokens (``<PAD>`` = 32000 special), and ``special_tokens_map.json``; see
+    ``openvla.hf.tokenizer_files``."""
+    write_tokenizer_files(tokenizer, directory, spm_file, extra={"processor_class": PROCESSOR_CLASS})
 
 
 def _verify_weights(directory: Path, state_dict: dict[str, Any]) -> None:

@@ -5,7 +5,11 @@ id 32000 (the model pads its embeddings to 32064), right padding, 2048 tokens at
 "▁" to every text segment between special tokens, which transformers 5 calls ``legacy=True`` (Metaspace
 ``prepend_scheme="always"``); we load with that flag and record it in ``init_kwargs`` so a ``save_pretrained`` copy
 (the HF export) reloads with the same behaviour. OpenVLA's training prompts never put text after a special token,
-so the flag changes no training id; it matters only for odd user prompts.
+so the flag changes no training id; it matters only for odd user prompts. From a ``tokenizer.model`` the BPE
+merges are ordered as SentencePiece applies them (score of the merged piece), as transformers 4.40's converter wrote
+OpenVLA's tokenizer.json; transformers 5's converter puts the "▁▁" whitespace pieces (score −1e9) first, which would
+change the ids of texts with runs of spaces. Exports stay readable by OpenVLA's pinned stack with the same ids: see
+``openvla.hf.tokenizer_files``.
 
 ``spec``: ``"mistral-v1"`` → the Mistral-7B v0.1 SentencePiece model bundled in the ``mistral-common`` wheel
 (32,000 pieces, same special/byte layout as Llama-2, "▁" = 28705); a path to a ``tokenizer.model``; or a directory
@@ -20,7 +24,6 @@ exactly those 7 ids and EOS; each of the 256 action ids decodes to one character
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +81,8 @@ def load_text_tokenizer(spec: str, model_max_length: int = DEFAULT_MAX_LENGTH) -
         tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True, **kwargs)
     else:
         model_file = source / "tokenizer.model" if source.is_dir() else source
-        with tempfile.TemporaryDirectory(prefix="openvla-spm-") as tmp:
-            if model_file.suffix != ".model":  # transformers converts SentencePiece only from a "*.model" name
-                link = Path(tmp) / "tokenizer.model"
-                link.symlink_to(model_file.resolve())
-                model_file = link
-            tokenizer = LlamaTokenizer.from_pretrained(str(model_file), local_files_only=True, **kwargs)
+        vocab, merges = sentencepiece_vocab_and_merges(model_file)  # SentencePiece's merge order (module doc)
+        tokenizer = LlamaTokenizer(vocab=vocab, merges=merges, **kwargs)
     if tokenizer.pad_token != PAD_TOKEN:
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
     if tokenizer.pad_token_id != tokenizer.vocab_size:
@@ -101,6 +100,28 @@ def load_text_tokenizer(spec: str, model_max_length: int = DEFAULT_MAX_LENGTH) -
         PAD_TOKEN,
     )
     return tokenizer
+
+
+def sentencepiece_vocab_and_merges(model_file: str | Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The BPE vocabulary (piece → id) and merges of a SentencePiece BPE model, merges ordered as SentencePiece
+    applies them: by the score of the merged piece (highest first), ties by the piece's id, then by the ids of the
+    left and right parts. Every split of a piece into two vocabulary pieces is a merge."""
+    import sentencepiece
+
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
+    size = processor.get_piece_size()
+    vocab = {processor.id_to_piece(i): i for i in range(size)}
+    ranked = []
+    for piece, piece_id in vocab.items():
+        if processor.is_control(piece_id) or processor.is_unknown(piece_id) or processor.is_byte(piece_id):
+            continue
+        score = processor.get_score(piece_id)
+        for cut in range(1, len(piece)):
+            left, right = piece[:cut], piece[cut:]
+            if left in vocab and right in vocab:
+                ranked.append((-score, piece_id, vocab[left], vocab[right], left, right))
+    ranked.sort(key=lambda item: item[:4])
+    return vocab, [(left, right) for *_, left, right in ranked]
 
 
 def sentencepiece_space_id(tokenizer: Any) -> int:

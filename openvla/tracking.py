@@ -11,6 +11,13 @@ Artifacts of that default store go to ``mlartifacts/`` beside it. The root is ``
 their runs land in the same store as ``dvc repro``'s instead of vanishing with the copy. Outside DVC it is the
 working directory. Set ``OPENVLA_TRACKING=off`` to run a stage without MLflow
 (for example on a cluster node without a writable store); the stage's ``metrics/*.json`` are still written.
+
+Runs of processes that died (SIGKILL, OOM killer, power loss) cannot end themselves and would stay ``RUNNING``
+forever. Every run is therefore tagged with the host, pid, process start time and boot id of the process that owns
+it, and each new stage run first marks ``KILLED`` the experiment's ``RUNNING`` runs whose owner is gone (same host,
+and no such process any more; runs of other hosts are left alone, since their liveness cannot be seen from here).
+A training stage that resumes from a checkpoint continues the MLflow run that wrote the checkpoint
+(``StageRun.continue_run``), so a run killed and resumed any number of times is one run with one loss curve.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import contextlib
 import logging
 import math
 import os
+import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -78,11 +86,74 @@ def _finite(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+# ------------------------------------------------------------------------------------------------------------
+# Who owns a run, and is it still alive?
+# ------------------------------------------------------------------------------------------------------------
+OWNER_TAGS = ("openvla.host", "openvla.pid", "openvla.pid_start", "openvla.boot_id")
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _process_start(pid: int) -> str:
+    """The start time of process ``pid`` in clock ticks since boot ("" when unknown or no such process)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22 of proc(5), counted after the "(comm)" field
+
+
+def owner_tags() -> dict[str, str]:
+    """Tags naming this process as a run's owner."""
+    pid = os.getpid()
+    return {"openvla.host": socket.gethostname(), "openvla.pid": str(pid), "openvla.pid_start": _process_start(pid),
+            "openvla.boot_id": _boot_id()}  # fmt: skip
+
+
+def owner_is_dead(tags: Mapping[str, str]) -> bool | None:
+    """True when the process that owns a run (its ``owner_tags``) has ended; None when that cannot be told here
+    (another host, or a run without owner tags)."""
+    if tags.get("openvla.host") != socket.gethostname() or not tags.get("openvla.pid", "").isdigit():
+        return None
+    if tags.get("openvla.boot_id") and _boot_id() and tags["openvla.boot_id"] != _boot_id():
+        return True  # the machine rebooted since
+    pid = int(tags["openvla.pid"])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # exists, owned by someone else
+    started = tags.get("openvla.pid_start", "")
+    return bool(started) and _process_start(pid) not in ("", started)  # the pid was reused by a newer process
+
+
+def mark_dead_runs(client: Any, experiment_id: str) -> list[str]:
+    """End as KILLED the experiment's RUNNING runs whose owner process is gone; returns their ids."""
+    from mlflow.entities import RunStatus
+
+    marked = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        if run.info.run_id and owner_is_dead(run.data.tags) is True:
+            client.set_tag(run.info.run_id, "openvla.ended_by", "its process died; marked KILLED by the next run")
+            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+            marked.append(run.info.run_id)
+            log.warning("MLflow run %s (%s) was left RUNNING by a process that died: marked KILLED",
+                        run.info.run_id, run.data.tags.get("stage", "?"))  # fmt: skip
+    return marked
+
+
 class StageRun:
     """Handle to one stage's MLflow run; every method is a no-op when tracking is off."""
 
     def __init__(self, mlflow_module: Any | None) -> None:
         self._mlflow = mlflow_module
+        self._params: dict[str, str] = {}
 
     @property
     def active(self) -> bool:
@@ -97,7 +168,39 @@ class StageRun:
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if self._mlflow is not None and params:
-            self._mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+            values = {k: str(v)[:6000] for k, v in params.items()}
+            self._mlflow.log_params(values)
+            self._params.update(values)
+
+    def continue_run(self, run_id: str | None, step: int = 0) -> bool:
+        """Make this stage execution continue the earlier run ``run_id`` (a resumed training run): the run opened
+        for this execution is deleted, ``run_id`` becomes the active run again (RUNNING, then FINISHED/FAILED as
+        usual) and gets this execution's params; one whose value changed (e.g. a longer ``steps``) is kept as
+        the tag ``resume.<step>.<param>``, since MLflow params cannot change. Returns False (and changes nothing)
+        when tracking is off, ``run_id`` is this run, or it is not a live run of the same experiment."""
+        if self._mlflow is None or not run_id or run_id == self.run_id:
+            return False
+        mlflow = self._mlflow
+        client = mlflow.MlflowClient()
+        current = mlflow.active_run()
+        try:
+            previous = client.get_run(run_id)
+        except Exception as err:  # deleted from the store, another store, …
+            log.warning("not continuing MLflow run %s: %s", run_id, err)
+            return False
+        if previous.info.lifecycle_stage != "active" or previous.info.experiment_id != current.info.experiment_id:
+            return False
+        mlflow.end_run()
+        client.delete_run(current.info.run_id)
+        mlflow.start_run(run_id=run_id)
+        old_params = previous.data.params
+        mlflow.log_params({k: v for k, v in self._params.items() if k not in old_params})
+        changed = {f"resume.{step}.{k}": v for k, v in self._params.items() if k in old_params and old_params[k] != v}
+        resumes = int(previous.data.tags.get("openvla.resumes", "0")) + 1
+        mlflow.set_tags({**owner_tags(), **revision_tags(), **changed, "openvla.resumes": str(resumes),
+                         f"openvla.resumed_at_step.{resumes}": str(step)})  # fmt: skip
+        log.info("continuing MLflow run %s from step %d (resume %d)", run_id, step, resumes)
+        return True
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         if self._mlflow is not None:
@@ -129,7 +232,8 @@ def stage_run(
     """Open one MLflow run for a stage execution.
 
     ``config`` is the stage's config dataclass (logged flat as params); ``enabled=False`` (e.g. on ranks other than
-    0) or ``OPENVLA_TRACKING=off`` yields a handle that logs nothing. A failing stage ends its run as FAILED.
+    0) or ``OPENVLA_TRACKING=off`` yields a handle that logs nothing. A failing stage ends its run as FAILED, an
+    interrupted one (Ctrl-C) as KILLED; runs of earlier stage processes that died are marked KILLED first.
     """
     if not (enabled and tracking_enabled()):
         yield StageRun(None)
@@ -145,10 +249,15 @@ def stage_run(
             artifact_location = (store_root() / DEFAULT_ARTIFACTS).as_uri()
         with contextlib.suppress(Exception):  # another stage may create it at the same moment
             mlflow.create_experiment(experiment, artifact_location=artifact_location)
-    mlflow.set_experiment(experiment)
-    tags = {"stage": stage, **revision_tags()}
-    with mlflow.start_run(run_name=stage, tags=tags):
-        handle = StageRun(mlflow)
+    exp = mlflow.set_experiment(experiment)
+    try:
+        mark_dead_runs(mlflow.MlflowClient(), exp.experiment_id)
+    except Exception as err:  # never fail a stage over bookkeeping of older runs
+        log.warning("could not check for MLflow runs left RUNNING by dead processes: %s", err)
+    tags = {"stage": stage, **revision_tags(), **owner_tags()}
+    mlflow.start_run(run_name=stage, tags=tags)
+    handle = StageRun(mlflow)
+    try:
         params: dict[str, Any] = {}
         if config is not None:
             params.update(to_flat_dict(config))
@@ -156,6 +265,17 @@ def stage_run(
         handle.log_params(params)
         log.info("MLflow run %s (stage %s) in %s", handle.run_id, stage, uri)
         yield handle
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise
+    except SystemExit as err:
+        mlflow.end_run("FINISHED" if err.code in (None, 0) else "FAILED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    else:
+        mlflow.end_run("FINISHED")
 
 
 def write_metrics(path: str | Path, metrics: Mapping[str, Any]) -> None:

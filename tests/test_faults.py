@@ -87,8 +87,13 @@ def _stage_args(ws: Path, run: str) -> list[str]:
             "--device", "cpu", "--params", str(ws / "params.yaml")]  # fmt: skip
 
 
+def _store(ws: Path) -> str:
+    return f"sqlite:///{ws / 'mlflow.db'}"
+
+
 def _run_stage(ws: Path, run: str, kill_at: int = 0) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT), KILL_AT_STEP=str(kill_at))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT), KILL_AT_STEP=str(kill_at),
+               MLFLOW_TRACKING_URI=_store(ws))  # fmt: skip
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(key, None)
     return subprocess.run([sys.executable, "-c", KILLED_STAGE, *_stage_args(ws, run)], cwd=ws, env=env,
@@ -109,15 +114,28 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def killed_and_straight(workspace: Path) -> dict[str, object]:
     """One uninterrupted 7-step run; one SIGKILLed after step 5 (checkpoint at 3) and resumed to step 7."""
-    straight = _run_stage(workspace, "straight")
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    from stages import pretrain
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI",)}
+    os.environ["MLFLOW_TRACKING_URI"] = _store(workspace)
+    threads = torch.get_num_threads()
+    try:  # in this process: saves a start-up of torch, TensorFlow and transformers
+        args = _stage_args(workspace, "straight")
+        pretrain.main(**{a[2:].replace("-", "_"): Path(v) for a, v in zip(args[::2], args[1::2], strict=True)}
+                      | {"device": "cpu"})  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
     killed = _run_stage(workspace, "killed", kill_at=5)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     latest_after_kill = (workspace / "killed" / "runs" / "latest").read_text().strip()
     history_after_kill = _history(workspace / "killed" / "runs")
+    meta_after_kill = json.loads((workspace / "killed" / "runs" / latest_after_kill / "checkpoint.json").read_text())
     resumed = _run_stage(workspace, "killed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    return {"latest_after_kill": latest_after_kill, "history_after_kill": history_after_kill, "resumed": resumed}
+    return {"latest_after_kill": latest_after_kill, "history_after_kill": history_after_kill, "resumed": resumed,
+            "meta_after_kill": meta_after_kill}  # fmt: skip
 
 
 def test_killed_pretrain_resumes_exactly(workspace: Path, killed_and_straight: dict):
@@ -142,6 +160,69 @@ def test_killed_pretrain_resumes_exactly(workspace: Path, killed_and_straight: d
     assert diff <= 1e-6
     meta = json.loads((workspace / "killed" / "runs" / "checkpoints" / "step-000007" / "checkpoint.json").read_text())
     assert meta["data"]["frames_per_rank"] == [14] and meta["data"]["samples_seen"] == 14  # 7 steps × batch 2
+
+
+def test_killed_pretrain_continues_its_mlflow_run(workspace: Path, killed_and_straight: dict):
+    """The SIGKILLed run stayed RUNNING; the resumed stage marked it KILLED, then continued it: one run id for the
+    whole training, one loss curve over steps 1–7, and no second run."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(_store(workspace))
+    experiment = client.get_experiment_by_name("openvla-embedded")
+    run_id = killed_and_straight["meta_after_kill"]["mlflow_run_id"]
+    final_meta = json.loads((workspace / "killed" / "runs" / "checkpoints" / "step-000007" / "checkpoint.json")
+                            .read_text())  # fmt: skip
+    assert final_meta["mlflow_run_id"] == run_id  # the resumed run wrote its checkpoints under the same run
+    straight_id = json.loads((workspace / "straight" / "runs" / "checkpoints" / "step-000007" / "checkpoint.json")
+                             .read_text())["mlflow_run_id"]  # fmt: skip
+    live = client.search_runs([experiment.experiment_id], filter_string="tags.stage = 'pretrain'")
+    assert sorted(r.info.run_id for r in live) == sorted([run_id, straight_id])
+    deleted = client.search_runs([experiment.experiment_id], run_view_type=ViewType.DELETED_ONLY)
+    assert len(deleted) == 1  # the resumed execution's own run, folded into the continued one
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["openvla.ended_by"].startswith("its process died")  # it was marked KILLED first
+    assert run.data.tags["openvla.resumes"] == "1" and run.data.tags["openvla.resumed_at_step.1"] == "3"
+    history = client.get_metric_history(run_id, "train.loss")
+    values: dict[int, list[float]] = {}
+    for point in history:
+        values.setdefault(point.step, []).append(point.value)
+    assert sorted(values) == list(range(1, 8))  # one continuous curve
+    assert sorted(step for step, v in values.items() if len(v) == 2) == [4, 5]  # logged before the kill and again
+    for step, points in values.items():
+        assert max(points) - min(points) <= 1e-5 * abs(points[0]) + 1e-6, (step, points)  # exact resume: same values
+    straight = {p.step: p.value for p in client.get_metric_history(straight_id, "train.loss")}
+    assert straight.keys() == values.keys()
+
+
+def test_dead_runs_are_marked_killed_live_ones_are_not(tmp_path):
+    from mlflow import MlflowClient
+
+    from openvla.tracking import owner_tags, stage_run, tracking_uri
+
+    code = ("import os, signal\nfrom openvla.tracking import stage_run\n"
+            "with stage_run('convert', experiment='exp-dead') as run:\n"
+            "    print(run.run_id, flush=True)\n    os.kill(os.getpid(), signal.SIGKILL)\n")  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    dead_id = proc.stdout.split()[-1]
+    client = MlflowClient(tracking_uri())
+    experiment_id = client.get_experiment_by_name("exp-dead").experiment_id
+    assert client.get_run(dead_id).info.status == "RUNNING"  # what a SIGKILL leaves behind
+    alive_id = client.create_run(experiment_id, tags=owner_tags()).info.run_id  # this process: alive
+    elsewhere_id = client.create_run(experiment_id, tags={**owner_tags(), "openvla.host": "another-host"}).info.run_id
+    with stage_run("stats", experiment="exp-dead") as run:
+        new_id = run.run_id
+    assert client.get_run(dead_id).info.status == "KILLED"
+    assert client.get_run(alive_id).info.status == "RUNNING"
+    assert client.get_run(elsewhere_id).info.status == "RUNNING"  # liveness on another host is not ours to judge
+    assert client.get_run(new_id).info.status == "FINISHED"
+    with pytest.raises(KeyboardInterrupt), stage_run("stats", experiment="exp-dead") as run:
+        interrupted_id = run.run_id
+        raise KeyboardInterrupt
+    assert client.get_run(interrupted_id).info.status == "KILLED"
 
 
 def test_skipped_stream_equals_the_tail_of_the_full_stream(workspace: Path):

@@ -160,6 +160,12 @@ def load_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def read_meta(checkpoint: str | Path) -> dict[str, Any]:
+    """``checkpoint.json`` of a checkpoint (step, fingerprint, data state, tracking run id); {} when absent."""
+    meta = Path(checkpoint) / CHECKPOINT_META
+    return json.loads(meta.read_text()) if meta.is_file() else {}
+
+
 def checkpoint_fingerprint(checkpoint: str | Path) -> str | None:
     """The configuration fingerprint a checkpoint was trained with (cheap: ``checkpoint.json`` when present)."""
     meta = Path(checkpoint) / CHECKPOINT_META

@@ -141,6 +141,7 @@ def _finetune(
         model_state=lambda m: adapter_state_dict(unwrap(m)),
     )
     resume_from = checkpointer.find_resume(cfg.resume == "auto")
+    checkpointer.continue_tracking(run, resume_from)
     if resume_from is not None:
         load_adapter_state_dict(peft_model, load_adapter_weights(resume_from))
     torch.manual_seed(cfg.seed + 1 + info.rank)

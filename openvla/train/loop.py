@@ -86,6 +86,7 @@ class Checkpointer:
         self.write_model = write_model
         self.run_fingerprint = run_fingerprint
         self.model_state = model_state
+        self.extra_meta: dict[str, Any] = {}  # also written to checkpoint.json (e.g. the MLflow run id)
 
     def find_resume(self, resume: bool) -> Path | None:
         """The checkpoint to resume from (decided on rank 0, broadcast), clearing one of another config."""
@@ -130,7 +131,7 @@ class Checkpointer:
             }
 
             meta = {"step": step, "fingerprint": self.run_fingerprint, "world_size": self.info.world_size,
-                    "data": dict(data_state)}  # fmt: skip
+                    "data": dict(data_state), **self.extra_meta}  # fmt: skip
 
             def write(directory: Path) -> None:
                 self.write_model(directory, model_state)
@@ -152,6 +153,17 @@ class Checkpointer:
             ckpt.restore_rng(rngs[self.info.rank])
         log.info("resumed from %s at step %d", checkpoint, state["step"])
         return {"step": int(state["step"]), "data": state.get("data", {})}
+
+    def continue_tracking(self, run: Any | None, checkpoint: Path | None) -> None:
+        """Rank 0: make ``run`` (a ``StageRun``) continue the MLflow run that wrote ``checkpoint`` (one curve across
+        resumes), and record the run id in the checkpoints written from now on."""
+        if run is None or not self.info.is_main or not getattr(run, "active", False):
+            return
+        if checkpoint is not None:
+            meta = ckpt.read_meta(checkpoint)
+            run.continue_run(meta.get("mlflow_run_id"), step=int(meta.get("step", 0)))
+        if run.run_id:
+            self.extra_meta["mlflow_run_id"] = run.run_id
 
 
 def fit(

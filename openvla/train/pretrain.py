@@ -149,6 +149,7 @@ def _pretrain(
         resume_fingerprint(params, statistics, model_config.to_dict()),
     )
     resume_from = checkpointer.find_resume(cfg.resume == "auto")
+    checkpointer.continue_tracking(run, resume_from)
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (each rank shards its own copy)
     if resume_from is not None:

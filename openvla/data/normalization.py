@@ -14,14 +14,13 @@ import numpy as np
 
 from openvla.tf_import import import_tensorflow
 
-tf = import_tensorflow()
-
 NORMALIZATION_TYPES = ("bounds_q99", "bounds", "normal")
 EPS = 1e-8
 
 
 def normalize_tf(x, stats: Mapping[str, Any], kind: str = "bounds_q99"):
     """Normalize ``x`` [..., D] with one dataset's ``action`` (or ``proprio``) statistics entry."""
+    tf = import_tensorflow()
     kind = kind.lower()
     if kind not in NORMALIZATION_TYPES:
         raise ValueError(f"normalization kind {kind!r} unknown; expected one of {NORMALIZATION_TYPES}")

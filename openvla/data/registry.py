@@ -1,6 +1,8 @@
 """Dataset and mixture registry: name → ``DatasetConfig`` and name → ``[(dataset, weight)]``.
 
-The shipped entries live in ``openvla/data/oxe_configs.py`` (a data table); this module holds the logic. Users add
+The shipped entries live in ``openvla/data/oxe_configs.py`` and ``oxe_mixtures.py`` (data tables; the transforms
+they name are in ``oxe_transforms.py`` / ``standardize.py``, ``DatasetConfig`` in ``dataset_config.py``); this module
+holds the logic and imports those one way (none of them imports the registry). Users add
 their own robot data with ``register_dataset`` / ``register_mixture`` (see README "Add your own robot dataset"), in
 Python or in a registry file that stages import with ``load_registry_file`` (params ``data.registry_file``).
 """
@@ -10,59 +12,28 @@ from __future__ import annotations
 import difflib
 import logging
 import runpy
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from openvla.data import oxe_configs, oxe_mixtures
+from openvla.data.dataset_config import ACTION_MASKS, DatasetConfig, TrajectoryTransform
 from openvla.data.errors import DataError
 
 log = logging.getLogger(__name__)
 
-# Action encodings (DESIGN §6) → the action normalization mask: deltas are normalized, the gripper is not.
-ACTION_MASKS: dict[str, tuple[bool, ...]] = {
-    "EEF_POS": (True,) * 6 + (False,),  # xyz + rpy deltas, gripper in [0, 1] (1 = open)
-    "JOINT_POS": (True,) * 7 + (False,),  # 7 joint deltas + gripper
-    "EEF_R6": (True,) * 9 + (False,),  # xyz + 6-D rotation + gripper
-}
-
-TrajectoryTransform = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class DatasetConfig:
-    """How to read one RLDS dataset into the standard trajectory layout.
-
-    ``standardize`` maps a raw trajectory (every RLDS step key, each with a leading time axis T, plus
-    ``traj_metadata``) to one whose ``action`` is the model's action (7-D EEF_POS for every shipped dataset,
-    gripper in [0, 1] with 1 = open) and whose ``observation`` holds the keys named below.
-    """
-
-    image_obs_keys: Mapping[str, str | None]  # camera role (primary / secondary / wrist) → RLDS observation key
-    state_obs_keys: Sequence[str | None]  # concatenated into proprio (after standardize); None = one zero dim
-    standardize: TrajectoryTransform  # raw trajectory → standard trajectory (TF ops)
-    action_encoding: str = "EEF_POS"  # see ACTION_MASKS; decides which action dims get normalized
-    state_encoding: str = "POS_EULER"  # documentation of the proprio layout (POS_EULER, POS_QUAT, JOINT, NONE)
-    builder_names: Sequence[str] = ()  # TFDS directory names to look for under data_dir; empty = the dataset name
-    language_key: str = "language_instruction"  # step key holding the instruction
-    action_mask: Sequence[bool] | None = None  # overrides the mask derived from action_encoding
-    extra: Mapping[str, Any] = field(default_factory=dict)  # free-form notes (e.g. control frequency)
-
-    def __post_init__(self) -> None:
-        unknown = set(self.image_obs_keys) - {"primary", "secondary", "wrist"}
-        if unknown:
-            raise ValueError(f"image_obs_keys: unknown camera role(s) {sorted(unknown)}; use primary/secondary/wrist")
-        if self.action_mask is None and self.action_encoding not in ACTION_MASKS:
-            raise ValueError(
-                f"action_encoding {self.action_encoding!r} unknown (known: {sorted(ACTION_MASKS)}); "
-                "or pass action_mask explicitly"
-            )
-
-    @property
-    def normalization_mask(self) -> list[bool]:
-        """Action dims normalized by BOUNDS_Q99 (False for the gripper)."""
-        return list(self.action_mask if self.action_mask is not None else ACTION_MASKS[self.action_encoding])
-
+__all__ = [
+    "ACTION_MASKS",
+    "DatasetConfig",
+    "TrajectoryTransform",
+    "dataset_names",
+    "find_builder_dir",
+    "get_dataset_config",
+    "get_mixture",
+    "load_registry_file",
+    "mixture_names",
+    "register_dataset",
+    "register_mixture",
+]
 
 _DATASETS: dict[str, DatasetConfig] = {}
 _MIXTURES: dict[str, list[tuple[str, float]]] = {}
@@ -73,11 +44,9 @@ def _ensure_builtins() -> None:
     global _BUILTINS_LOADED
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
-        from openvla.data import oxe_configs
-
         for name, config in oxe_configs.DATASETS.items():
             _DATASETS.setdefault(name, config)
-        for name, entries in oxe_configs.MIXTURES.items():
+        for name, entries in oxe_mixtures.MIXTURES.items():
             _MIXTURES.setdefault(name, list(entries))
 
 

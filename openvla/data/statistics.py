@@ -27,8 +27,6 @@ from openvla.data.registry import find_builder_dir, get_dataset_config, get_mixt
 from openvla.io import atomic_write_bytes, atomic_write_json
 from openvla.tf_import import import_tensorflow
 
-tf = import_tensorflow()
-
 log = logging.getLogger(__name__)
 
 STATS_FORMAT_VERSION = 1  # bump when the computation below changes: invalidates every cache entry
@@ -49,6 +47,7 @@ def summarize(values: np.ndarray) -> dict[str, list[float]]:
 
 def _locate_corrupt_shard(builder_dir: Path) -> str | None:
     """Read every TFRecord shard of the dataset to find the first unreadable one (only on the error path)."""
+    tf = import_tensorflow()
     for shard in sorted(builder_dir.glob("*.tfrecord*")):
         try:
             for _ in tf.data.TFRecordDataset(str(shard)):
@@ -59,6 +58,7 @@ def _locate_corrupt_shard(builder_dir: Path) -> str | None:
 
 
 def _collect(data_dir: str | Path, name: str) -> tuple[np.ndarray, np.ndarray, int]:
+    tf = import_tensorflow()
     builder_dir = find_builder_dir(data_dir, name)
     ds = standardized_trajectories(data_dir, name, split="all", shuffle=False, cameras=())
     ds = ds.traj_map(lambda t: {"action": t["action"], "proprio": t["observation"]["proprio"]})

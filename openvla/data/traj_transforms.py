@@ -9,21 +9,22 @@ from __future__ import annotations
 
 from openvla.tf_import import import_tensorflow
 
-tf = import_tensorflow()
-
 
 def has_instruction(traj: dict):
     """Predicate: keep episodes with a non-empty instruction (OpenVLA drops unlabeled ones)."""
+    tf = import_tensorflow()
     return tf.reduce_any(tf.strings.length(traj["task"]["language_instruction"]) > 0)
 
 
 def has_steps(traj: dict):
     """Predicate: keep episodes with at least one step (e.g. after a transform dropped steps)."""
+    tf = import_tensorflow()
     return tf.shape(traj["action"])[0] > 0
 
 
 def within_bounds(traj: dict, max_action: float | None = None, max_proprio: float | None = None):
     """Predicate: optional filters dropping episodes with any |action| > max_action or |proprio| > max_proprio."""
+    tf = import_tensorflow()
     keep = tf.constant(True)
     if max_action is not None:
         keep = tf.logical_and(keep, tf.reduce_all(tf.abs(traj["action"]) <= max_action))
@@ -35,6 +36,7 @@ def within_bounds(traj: dict, max_action: float | None = None, max_proprio: floa
 def add_pad_mask_dict(traj: dict) -> dict:
     """``observation/pad_mask_dict``: per image key True where the camera has data (empty string = padding),
     and ``task/pad_mask_dict`` for the instruction."""
+    tf = import_tensorflow()
     obs = traj["observation"]
     obs["pad_mask_dict"] = {key: tf.strings.length(value) > 0 for key, value in obs.items() if key.startswith("image_")}
     traj["task"]["pad_mask_dict"] = {
@@ -45,6 +47,7 @@ def add_pad_mask_dict(traj: dict) -> dict:
 
 def uniform_goal_relabel(traj: dict, seed: int | None = None) -> dict:
     """Goal relabeling: each step gets a uniformly chosen future step's images/proprio as ``task/<key>``."""
+    tf = import_tensorflow()
     length = tf.shape(traj["action"])[0]
     draw = tf.random.uniform([length], seed=seed)
     start = tf.range(length)
@@ -65,6 +68,7 @@ def chunk_window(traj: dict, window_size: int = 1, chunk: int = 1) -> dict:
     action → [T, window, chunk, A]: for history step w, actions w … w+chunk−1 (chunk−1 future actions), clamped at
     the last step; ``action_pad_mask`` [T, window, chunk] True where the index was clamped past the episode end.
     """
+    tf = import_tensorflow()
     if window_size < 1 or chunk < 1:
         raise ValueError(f"window_size and chunk must be >= 1, got {window_size} and {chunk}")
     length = tf.shape(traj["action"])[0]
@@ -90,6 +94,7 @@ def chunk_window(traj: dict, window_size: int = 1, chunk: int = 1) -> dict:
 
 def subsample(traj: dict, length: int, seed: int | None = None) -> dict:
     """Keep ``length`` random steps (in order) of trajectories longer than ``length``."""
+    tf = import_tensorflow()
     total = tf.shape(traj["action"])[0]
 
     def pick():

@@ -54,15 +54,14 @@ typer.run(main)
 """
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """RLDS (3 episodes: 2 train, 1 held out), statistics, action tokenizer, params.yaml for a 7-step run."""
+def build_workspace(root: Path, data: dict, pretrain: dict) -> Path:
+    """RLDS (3 episodes of 8 steps: 2 train, 1 held out), statistics, action tokenizer and a params.yaml with the
+    ``data`` and ``pretrain`` overrides, under ``root``."""
     from openvla.actions import ActionTokenizer, save_action_tokenizer
     from openvla.data import compute_dataset_statistics
     from openvla.data.convert import convert_dataset
     from openvla.model import get_model_config
 
-    root = tmp_path_factory.mktemp("faults")
     demos = [{"actions": demo_actions(8, seed)} for seed in (0, 1, 2)]
     write_libero_hdf5(root / "raw" / "pick_demo.hdf5", "put the black bowl on the plate", demos, size=32)
     convert_dataset(root / "raw", root / "data" / "rlds", ConvertConfig(dataset_name="libero_embedded"))
@@ -71,20 +70,35 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "data" / "stats" / "dataset_statistics.json").write_text(json.dumps(stats))
     save_action_tokenizer(ActionTokenizer(get_model_config("tiny").base_vocab_size), root / "data" / "tokenizer")
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    # Augmentation on and 2 parallel calls: the resumed stream must match with the shipped pipeline's features.
-    params["data"].update(shuffle_buffer=16, num_parallel_calls=2, num_parallel_reads=2, image_augmentation=True)
-    params["pretrain"].update(nproc=1, steps=7, batch_size=2, save_every=3, keep_last=2, lr=1e-3, schedule="cosine",
-                              warmup_steps=2, cpu_threads=1)  # fmt: skip
+    params["data"].update(data)
+    params["pretrain"].update(pretrain)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     return root
 
 
-def _stage_args(ws: Path, run: str) -> list[str]:
+def stage_args(ws: Path, run: str) -> list[str]:
+    """`openvla pretrain` options reading the workspace ``ws`` and writing under ``ws/run``."""
     out = ws / run
     return ["--data-dir", str(ws / "data" / "rlds"), "--statistics", str(ws / "data" / "stats" /
             "dataset_statistics.json"), "--tokenizer-dir", str(ws / "data" / "tokenizer"), "--run-dir",
             str(out / "runs"), "--metrics", str(out / "metrics.json"), "--plots-dir", str(out / "plots"),
             "--device", "cpu", "--params", str(ws / "params.yaml")]  # fmt: skip
+
+
+def history(run_dir: Path) -> dict[int, float]:
+    """Per-step losses of a run directory's ``history.jsonl``."""
+    rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines() if line.strip()]
+    return {int(r["step"]): r["loss"] for r in rows}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 7-step run: augmentation on and 2 parallel calls, so the resumed stream must match with the shipped
+    pipeline's features."""
+    data = {"shuffle_buffer": 16, "num_parallel_calls": 2, "num_parallel_reads": 2, "image_augmentation": True}
+    pretrain = {"nproc": 1, "steps": 7, "batch_size": 2, "save_every": 3, "keep_last": 2, "lr": 1e-3,
+                "schedule": "cosine", "warmup_steps": 2, "cpu_threads": 1}  # fmt: skip
+    return build_workspace(tmp_path_factory.mktemp("faults"), data, pretrain)
 
 
 def _store(ws: Path) -> str:
@@ -96,13 +110,8 @@ def _run_stage(ws: Path, run: str, kill_at: int = 0) -> subprocess.CompletedProc
                MLFLOW_TRACKING_URI=_store(ws))  # fmt: skip
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(key, None)
-    return subprocess.run([sys.executable, "-c", KILLED_STAGE, *_stage_args(ws, run)], cwd=ws, env=env,
+    return subprocess.run([sys.executable, "-c", KILLED_STAGE, *stage_args(ws, run)], cwd=ws, env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
-
-
-def _history(run_dir: Path) -> dict[int, float]:
-    rows = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines() if line.strip()]
-    return {int(r["step"]): r["loss"] for r in rows}
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -120,7 +129,7 @@ def killed_and_straight(workspace: Path) -> dict[str, object]:
     os.environ["MLFLOW_TRACKING_URI"] = _store(workspace)
     threads = torch.get_num_threads()
     try:  # in this process: saves a start-up of torch, TensorFlow and transformers
-        args = _stage_args(workspace, "straight")
+        args = stage_args(workspace, "straight")
         pretrain.main(**{a[2:].replace("-", "_"): Path(v) for a, v in zip(args[::2], args[1::2], strict=True)}
                       | {"device": "cpu"})  # fmt: skip
     finally:
@@ -130,7 +139,7 @@ def killed_and_straight(workspace: Path) -> dict[str, object]:
     killed = _run_stage(workspace, "killed", kill_at=5)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     latest_after_kill = (workspace / "killed" / "runs" / "latest").read_text().strip()
-    history_after_kill = _history(workspace / "killed" / "runs")
+    history_after_kill = history(workspace / "killed" / "runs")
     meta_after_kill = json.loads((workspace / "killed" / "runs" / latest_after_kill / "checkpoint.json").read_text())
     resumed = _run_stage(workspace, "killed")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -144,8 +153,8 @@ def test_killed_pretrain_resumes_exactly(workspace: Path, killed_and_straight: d
     assert killed_and_straight["latest_after_kill"] == "checkpoints/step-000003"
     assert sorted(killed_and_straight["history_after_kill"]) == [1, 2, 3, 4, 5]  # it died after step 5
     assert "resumed from" in killed_and_straight["resumed"].stderr
-    straight = _history(workspace / "straight" / "runs")
-    resumed = _history(workspace / "killed" / "runs")
+    straight = history(workspace / "straight" / "runs")
+    resumed = history(workspace / "killed" / "runs")
     assert sorted(straight) == sorted(resumed) == list(range(1, 8))
     for step in range(1, 8):
         assert resumed[step] == pytest.approx(straight[step], rel=1e-5, abs=1e-6), step
@@ -184,14 +193,14 @@ def test_killed_pretrain_continues_its_mlflow_run(workspace: Path, killed_and_st
     assert run.info.status == "FINISHED"
     assert run.data.tags["openvla.ended_by"].startswith("its process died")  # it was marked KILLED first
     assert run.data.tags["openvla.resumes"] == "1" and run.data.tags["openvla.resumed_at_step.1"] == "3"
-    history = client.get_metric_history(run_id, "train.loss")
+    points = client.get_metric_history(run_id, "train.loss")
     values: dict[int, list[float]] = {}
-    for point in history:
+    for point in points:
         values.setdefault(point.step, []).append(point.value)
     assert sorted(values) == list(range(1, 8))  # one continuous curve
     assert sorted(step for step, v in values.items() if len(v) == 2) == [4, 5]  # logged before the kill and again
-    for step, points in values.items():
-        assert max(points) - min(points) <= 1e-5 * abs(points[0]) + 1e-6, (step, points)  # exact resume: same values
+    for step, logged in values.items():
+        assert max(logged) - min(logged) <= 1e-5 * abs(logged[0]) + 1e-6, (step, logged)  # exact resume: same values
     straight = {p.step: p.value for p in client.get_metric_history(straight_id, "train.loss")}
     assert straight.keys() == values.keys()
 

@@ -4,7 +4,7 @@
     python bench/serve.py --requests 64 --image-size 224 --threads 2
 
 A real uvicorn server on a free 127.0.0.1 port, the tiny VLA (random weights: speed does not depend on them) behind
-``HFPredictor``, and ``ActClient``s in threads, each sending ``--requests`` / clients requests with json-numpy
+``Policy``, and ``ActClient``s in threads, each sending ``--requests`` / clients requests with json-numpy
 images. Reported per row: requests/s, p50/p99 end-to-end latency, and the mean batch the server formed (from
 ``/health``). "batching off" runs the same server with ``max_batch=1``: the difference at 8 clients is what
 micro-batching buys. Request counts are bounded; nothing leaves the machine.
@@ -27,8 +27,8 @@ from openvla.model.configs import get_model_config
 from openvla.model.image_processing import PrismaticImageProcessor
 from openvla.model.text_tokenizer import load_text_tokenizer
 from openvla.model.vla import build_vla
+from openvla.policy import Policy
 from openvla.serve.client import ActClient
-from openvla.serve.policy import HFPredictor
 from openvla.serve.server import BackgroundServer
 
 INSTRUCTIONS = [
@@ -38,7 +38,7 @@ INSTRUCTIONS = [
 ]
 
 
-def tiny_predictor() -> HFPredictor:
+def tiny_predictor() -> Policy:
     torch.manual_seed(0)
     config = get_model_config("tiny")
     config.norm_stats = {
@@ -48,7 +48,7 @@ def tiny_predictor() -> HFPredictor:
     }
     model = build_vla(config).eval()
     processor = PrismaticProcessor(PrismaticImageProcessor.from_vla_config(config), load_text_tokenizer("mistral-v1"))
-    return HFPredictor(model, processor)
+    return Policy(model, processor)
 
 
 def run_clients(url: str, clients: int, requests: int, image_size: int) -> tuple[list[float], float, int]:

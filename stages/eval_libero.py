@@ -4,6 +4,9 @@ Episodes follow OpenVLA's protocol (DESIGN §11) on the fixed initial states
 ``[eval_libero.first_init_state, + episodes_per_task)``. Writes ``metrics/libero.json`` (per-task and total success
 with 95% Wilson intervals, episode lengths), ``plots/libero/`` (CSV tables, MP4 videos) and logs all to MLflow.
 ``--policy random`` evaluates uniform random actions (the floor a trained policy must beat) and needs no model.
+``--server http://host:port`` evaluates a running ``openvla serve`` instead: every query goes over HTTP with the raw
+observation, as a robot's would, and gives the in-process run's actions (the simulator and the model then need not
+share a machine or a Python environment).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ def main(
         "models/openvla-embedded-hf"
     ),
     policy: Annotated[str, typer.Option(help="`model` (the model in --model-dir) or `random` (baseline).")] = "model",
+    server: Annotated[
+        str, typer.Option(help="URL of an `openvla serve` to evaluate over HTTP instead of --model-dir.")
+    ] = "",
     stats: Annotated[
         Path, typer.Option(help="Random policy only: dataset_statistics.json giving its action range (if it exists).")
     ] = Path("data/stats/dataset_statistics.json"),
@@ -41,16 +47,20 @@ def main(
     cfg = all_params.eval_libero
     if policy not in ("model", "random"):
         raise typer.BadParameter(f"--policy must be 'model' or 'random', got {policy!r}")
+    kind = "server" if server else policy
     spec = PolicySpec(
-        kind=policy,
+        kind=kind,
         model_dir=str(model_dir),
+        server_url=server,
         unnorm_key=cfg.unnorm_key,
-        stats_path=str(stats) if policy == "random" and stats.is_file() else "",
-        image_size=cfg.resolution,
+        center_crop=cfg.center_crop,
+        execution=cfg.execution,
+        ensemble_decay=cfg.ensemble_decay,
+        stats_path=str(stats) if kind == "random" and stats.is_file() else "",
         seed=cfg.seed,
         threads=max(1, (os.cpu_count() or 1) // max(cfg.workers, 1)),
     )
-    extra = {"policy": policy, "model_dir": str(model_dir)}
+    extra = {"policy": kind, "model_dir": str(model_dir), "server": server}
     with stage_run("eval-libero", cfg, experiment=all_params.project.name, extra_params=extra) as run:
         summary = evaluate_libero(cfg, spec, plots_dir=plots_dir, run=run)
     write_metrics(metrics, summary)

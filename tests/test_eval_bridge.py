@@ -46,13 +46,15 @@ def tiny_vla(stats: dict, seed: int = 0):
 
 
 def tiny_predictor(stats: dict, seed: int = 0):
-    from openvla.eval.vla_predictor import ActionPredictor
+    from openvla.hf.processing import PrismaticProcessor
     from openvla.model.image_processing import PrismaticImageProcessor
     from openvla.model.text_tokenizer import load_text_tokenizer
+    from openvla.policy import Policy
 
     model = tiny_vla(stats, seed)
-    return ActionPredictor(
-        model, PrismaticImageProcessor.from_vla_config(model.config), load_text_tokenizer("mistral-v1")
+    return Policy(
+        model,
+        PrismaticProcessor(PrismaticImageProcessor.from_vla_config(model.config), load_text_tokenizer("mistral-v1")),
     )
 
 
@@ -105,13 +107,17 @@ class RecordingPolicy:
     """Returns a new array per call (so identity checks are meaningful) and takes ``latency`` simulated seconds."""
 
     def __init__(self, clock: ManualClock, latency: float) -> None:
-        self.clock, self.latency, self.outputs, self.seen = clock, latency, [], []
+        self.clock, self.latency, self.outputs, self.seen, self.queries = clock, latency, [], [], 0
 
-    def __call__(self, image: np.ndarray, instruction: str) -> np.ndarray:
+    def reset(self, session: str) -> None:
+        self.seen.clear()
+
+    def act(self, observation: dict, *, session: str) -> np.ndarray:
         self.clock.advance(self.latency)
-        self.seen.append((image, instruction))
+        self.seen.append((observation["image"], observation["instruction"]))
         action = np.full(7, len(self.outputs) * 0.001, dtype=np.float32)
         self.outputs.append(action)
+        self.queries += 1
         return action
 
 
@@ -144,10 +150,12 @@ def test_live_loop_does_not_sleep_or_catch_up_after_an_overrun():
     clock = ManualClock()
     latencies = iter([0.05, 0.35, 0.05, 0.05])
 
-    def policy(image, instruction):
-        clock.advance(next(latencies))
-        return np.zeros(7, np.float32)
+    class Slow(RecordingPolicy):
+        def act(self, observation: dict, *, session: str) -> np.ndarray:
+            clock.advance(next(latencies))
+            return np.zeros(7, np.float32)
 
+    policy = Slow(clock, 0.0)
     result = run_live_episode(policy, FakeRobot(image_size=8), "x", steps=4, control_hz=5.0, clock=clock)
     assert result.overruns == 1
     np.testing.assert_allclose(clock.sleeps, [0.15, 0.15, 0.15], atol=1e-9)  # no sleep after the slow step
@@ -156,24 +164,24 @@ def test_live_loop_does_not_sleep_or_catch_up_after_an_overrun():
         run_live_episode(policy, FakeRobot(), "x", steps=1, control_hz=0.0, clock=clock)
 
 
-def test_live_vla_policy_sends_the_models_action_on_the_resized_frame(predictor):
+def test_live_policy_sends_the_models_action_on_the_resized_frame(predictor):
     from openvla.data.image_ops import resize_image
-    from openvla.eval.bridge import VLARobotPolicy, run_live_episode
+    from openvla.eval.bridge import run_live_episode
+    from openvla.policy import Policy
 
     robot = FakeRobot(image_size=256, seed=3)
     clock = ManualClock()
-    result = run_live_episode(
-        VLARobotPolicy(predictor, "bridge_orig"), robot, "pick up the spoon", steps=3, control_hz=5.0, clock=clock
-    )
+    policy = Policy(predictor.model, predictor.processor, unnorm_key="bridge_orig")
+    result = run_live_episode(policy, robot, "pick up the spoon", steps=3, control_hz=5.0, clock=clock)
     assert len(robot.actions) == 3
     for image, sent in zip(robot.images, robot.actions, strict=True):
-        frame = resize_image(image, predictor.image_size)  # training resize, no centre crop
+        frame = resize_image(image, predictor.image_size)  # training resize; no crop: trained without augmentation
         inputs = predictor.inputs([frame], ["pick up the spoon"])
         expected = predictor.model.predict_action(**inputs, unnorm_key="bridge_orig")
         np.testing.assert_array_equal(sent, expected)
     assert len(result.actions) == 3
     with pytest.raises(Exception, match="available keys"):
-        VLARobotPolicy(predictor, "libero_spatial_no_noops")
+        Policy(predictor.model, predictor.processor, unnorm_key="libero_spatial_no_noops")
 
 
 def test_evaluate_bridge_live_mode_records_the_sent_actions(predictor, tmp_path):
@@ -186,7 +194,7 @@ def test_evaluate_bridge_live_mode_records_the_sent_actions(predictor, tmp_path)
     clock = ManualClock()
     robot = FakeRobot(image_size=128, clock=clock)
     summary = evaluate_bridge(
-        cfg, model_dir="unused", data_dir="unused", plots_dir=tmp_path, robot=robot, clock=clock, predictor=predictor
+        cfg, model_dir="unused", data_dir="unused", plots_dir=tmp_path, robot=robot, clock=clock, policy=predictor
     )
     assert summary["steps"] == 4 and summary["control_hz"] == 5.0 and summary["overruns"] == 0
     with open(tmp_path / "live_actions.csv") as f:
@@ -199,7 +207,7 @@ def test_evaluate_bridge_live_mode_records_the_sent_actions(predictor, tmp_path)
             model_dir="-",
             data_dir="-",
             plots_dir=tmp_path,
-            predictor=predictor,
+            policy=predictor,
         )
 
 
@@ -397,11 +405,14 @@ def embedded_rlds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "rlds"
 
 
-def test_load_predictor_uses_the_fitted_action_tokenizer_saved_with_the_model(model_dir, tmp_path):
+def test_policy_uses_the_fitted_action_tokenizer_saved_with_the_model(model_dir, tmp_path):
     import shutil
 
     from openvla.actions import QuantileActionTokenizer, save_action_tokenizer
-    from openvla.eval.vla_predictor import load_predictor
+    from openvla.policy import Policy
+
+    def load_predictor(path, **kwargs):
+        return Policy.from_pretrained(path, **kwargs)
 
     assert type(load_predictor(model_dir, device="cpu", dtype="float32").action_tokenizer).__name__ == "ActionTokenizer"
     copy = Path(shutil.copytree(model_dir, tmp_path / "model"))
@@ -504,10 +515,11 @@ def oft_stats() -> dict:
 
 def oft_predictor(head: str = "l1", parallel: bool = True, chunk: int = CHUNK, proprio: bool = True, seed: int = 0):
     """A tiny random model with OFT options (tokens head: LM head limited to the action tokens, as ``tiny_vla``)."""
-    from openvla.eval.vla_predictor import ActionPredictor
+    from openvla.hf.processing import PrismaticProcessor
     from openvla.model import build_vla, get_model_config, set_action_options
     from openvla.model.image_processing import PrismaticImageProcessor
     from openvla.model.text_tokenizer import load_text_tokenizer
+    from openvla.policy import Policy
 
     stats = oft_stats()
     config = get_model_config("tiny")
@@ -523,8 +535,9 @@ def oft_predictor(head: str = "l1", parallel: bool = True, chunk: int = CHUNK, p
             weight[: V - 256].zero_()
             weight[V:].zero_()
             weight[V - 256 : V].mul_(20.0)
-    return ActionPredictor(
-        model, PrismaticImageProcessor.from_vla_config(model.config), load_text_tokenizer("mistral-v1")
+    return Policy(
+        model,
+        PrismaticProcessor(PrismaticImageProcessor.from_vla_config(model.config), load_text_tokenizer("mistral-v1")),
     )
 
 
@@ -557,7 +570,7 @@ def test_chunk_predictions_are_the_models_chunk_and_its_first_action(variant, l1
     texts = ["pick up the black bowl", "open the drawer", "pick up the black bowl"]
     states = [np.linspace(0, 1, 8) * (i + 1) for i in range(3)]
     proprios = states if predictor.uses_proprio else None
-    prediction = predictor.predict(images, texts, EMBEDDED, proprios=proprios)
+    prediction = predictor.predict(images, texts, proprios=proprios, unnorm_key=EMBEDDED)
 
     inputs = predictor.inputs(images, texts)
     proprio = model.normalize_proprio(np.stack(states), EMBEDDED) if predictor.uses_proprio else None
@@ -589,7 +602,7 @@ def test_chunk_predictions_are_the_models_chunk_and_its_first_action(variant, l1
     assert ((prediction.tokens >= V - 256) & (prediction.tokens < V)).all()
     if predictor.uses_proprio:
         with pytest.raises(ValueError, match="proprio"):
-            predictor.predict(images, texts, EMBEDDED)
+            predictor.predict(images, texts, unnorm_key=EMBEDDED)
 
 
 def test_chunk_targets_and_chunk_l1_match_a_hand_built_example():
@@ -709,7 +722,8 @@ def expected_chunk(predictor, image: np.ndarray, instruction: str, state: np.nda
 
 
 def test_live_open_loop_queries_the_model_once_per_chunk_and_sends_its_actions(l1_predictor, monkeypatch):
-    from openvla.eval.bridge import VLARobotPolicy, run_live_episode
+    from openvla.eval.bridge import run_live_episode
+    from openvla.policy import Policy
 
     model = l1_predictor.model
     calls = []
@@ -722,11 +736,9 @@ def test_live_open_loop_queries_the_model_once_per_chunk_and_sends_its_actions(l
     monkeypatch.setattr(model, "predict_normalized_chunk", counted)
     robot = ProprioRobot(image_size=48, seed=5)
     clock = ManualClock()
-    policy = VLARobotPolicy(l1_predictor, EMBEDDED)
+    policy = Policy(l1_predictor.model, l1_predictor.processor, unnorm_key=EMBEDDED, execution="open_loop")
     assert policy.chunk_size == CHUNK and policy.uses_proprio
-    result = run_live_episode(
-        policy, robot, "pick up the black bowl", steps=10, control_hz=5.0, clock=clock, execution="open_loop"
-    )
+    result = run_live_episode(policy, robot, "pick up the black bowl", steps=10, control_hz=5.0, clock=clock)
     assert len(calls) == 3 and result.queries == 3  # steps 0, 4 and 8
     assert result.execution == "open_loop" and len(robot.actions) == len(result.actions) == 10
     assert all(p is not None and p.shape == (1, 8) for p in calls)  # the normalized state went to the model
@@ -742,14 +754,14 @@ def test_live_open_loop_queries_the_model_once_per_chunk_and_sends_its_actions(l
 def test_evaluate_bridge_live_chunked_model_defaults_to_temporal_ensembling(l1_predictor, tmp_path):
     from openvla.config import EvalBridgeConfig
     from openvla.eval.bridge import evaluate_bridge
-    from openvla.eval.chunking import ensemble_weights
+    from openvla.policy.chunking import ensemble_weights
 
     cfg = EvalBridgeConfig(mode="live", unnorm_key=EMBEDDED, instruction="open the drawer", steps=3)
     clock = ManualClock()
     robot = ProprioRobot(image_size=48, seed=6, clock=clock)
 
     summary = evaluate_bridge(
-        cfg, model_dir="unused", data_dir="unused", plots_dir=tmp_path, robot=robot, clock=clock, predictor=l1_predictor
+        cfg, model_dir="unused", data_dir="unused", plots_dir=tmp_path, robot=robot, clock=clock, policy=l1_predictor
     )
     assert summary["queries"] == 3 and summary["steps"] == 3  # ensembling queries every step
     assert summary["execution"] == "ensemble" and summary["action_chunk"] == CHUNK

@@ -12,10 +12,16 @@ import pytest
 from sim_fixtures import SIM_RESOLUTION, shared_spatial_env
 
 from openvla.config import EvalLiberoConfig
-from openvla.eval.chunking import OpenLoopExecutor, TemporalEnsembleExecutor, ensemble_weights, make_executor
+from openvla.eval.libero import LIBERO_CAMERA, libero_gripper
 from openvla.eval.metrics import success_summary, wilson_interval
-from openvla.eval.policy import PolicySpec, RandomPolicy, VLAPolicy, build_policy
-from openvla.eval.preprocess import libero_gripper, prepare_image
+from openvla.eval.policy import PolicySpec, RandomPolicy, build_policy
+from openvla.policy.chunking import OpenLoopExecutor, TemporalEnsembleExecutor, ensemble_weights, make_executor
+from openvla.policy.transform import ModelTransform
+
+
+def prepare_image(raw: np.ndarray, size: int, center_crop: bool) -> np.ndarray:
+    """What reaches the processor in eval-libero: LIBERO's camera steps, then the model's transform."""
+    return ModelTransform(size, center_crop=center_crop)(LIBERO_CAMERA(raw))
 
 
 @pytest.fixture
@@ -137,46 +143,22 @@ def test_wilson_interval_rejects_impossible_counts():
 # --- policies --------------------------------------------------------------------------------------------------------
 def test_random_policy_samples_the_q01_q99_box_and_is_seeded():
     stats = {"q01": [-0.5] * 6 + [0.0], "q99": [0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 1.0], "mask": [True] * 6 + [False]}
-    policy = RandomPolicy(stats, chunk=4, seed=3)
-    acts = np.concatenate([policy.predict(None, "x") for _ in range(200)])
+    policy = RandomPolicy(stats, seed=3)
+    acts = np.stack([policy.act(None) for _ in range(800)])
     assert acts.shape == (800, 7)
     assert (acts[:, :6] >= -0.5).all() and (acts[:, :6] <= np.array(stats["q99"][:6])).all()
     assert (acts[:, 6] >= 0).all() and (acts[:, 6] <= 1).all() and acts[:, 6].std() > 0.2
-    policy.reset(11)
-    first = policy.predict(None, "x")
-    policy.reset(11)
-    np.testing.assert_array_equal(policy.predict(None, "x"), first)
+    policy.seed(11)
+    first = policy.act(None)
+    policy.seed(11)
+    np.testing.assert_array_equal(policy.act(None), first)
 
 
 def test_build_policy_random_without_stats_uses_the_full_action_range():
-    policy = build_policy(PolicySpec(kind="random", image_size=96))
-    assert policy.image_size == 96
+    policy = build_policy(PolicySpec(kind="random"))
     np.testing.assert_array_equal(policy.low, [-1, -1, -1, -1, -1, -1, 0])
     with pytest.raises(ValueError, match="unknown policy kind"):
         build_policy(PolicySpec(kind="nope"))  # type: ignore[arg-type]
-
-
-def test_vla_policy_prompts_like_openvla_and_returns_k_by_7():
-    calls = {}
-
-    class FakeProcessor:
-        def __call__(self, prompt, image):
-            calls["prompt"], calls["image"] = prompt, image
-            return {"input_ids": "ids", "pixel_values": "px", "attention_mask": "mask"}
-
-    class FakeModel:
-        config = SimpleNamespace(image_sizes=[96, 96], llm_backbone_id="llama2-7b-pure")
-
-        def predict_action(self, input_ids=None, pixel_values=None, attention_mask=None, unnorm_key=None, **kw):
-            calls["unnorm_key"], calls["do_sample"] = unnorm_key, kw.get("do_sample")
-            return np.arange(14, dtype=np.float32)  # a chunk of two actions
-
-    policy = VLAPolicy(FakeModel(), FakeProcessor(), unnorm_key="libero_embedded")
-    out = policy.predict(np.zeros((96, 96, 3), np.uint8), "Pick Up the Bowl")
-    assert policy.image_size == 96 and out.shape == (2, 7) and out[1, 0] == 7
-    assert calls["prompt"] == "In: What action should the robot take to pick up the bowl?\nOut:"
-    assert calls["image"].size == (96, 96)
-    assert calls["unnorm_key"] == "libero_embedded" and calls["do_sample"] is False
 
 
 def test_config_rejects_more_episodes_than_fixed_initial_states():
@@ -217,7 +199,7 @@ def test_random_policy_episodes_write_metrics_plots_and_video(spatial_env, tmp_p
     cfg = EvalLiberoConfig(
         episodes_per_task=2, first_init_state=30, resolution=SIM_RESOLUTION, videos=1, workers=1, max_steps=4
     )
-    spec = PolicySpec(kind="random", image_size=SIM_RESOLUTION, seed=0)
+    spec = PolicySpec(kind="random", seed=0)
     summary = evaluate_libero(cfg, spec, metrics_path=tmp_path / "libero.json", plots_dir=tmp_path / "plots")
     assert summary["episodes"] == 2 and summary["successes"] == 0 and summary["steps_mean"] == 4
     assert summary["ci95_low"] == 0.0 and summary["ci95_high"] == pytest.approx(wilson_interval(0, 2)[1])
@@ -261,3 +243,55 @@ def test_policy_speed_reports_latency_and_actions_per_second_of_policy_time():
     assert speed["queries_per_episode"] == pytest.approx(1.5)
     assert speed["actions_per_second"] == pytest.approx(24 / 0.060)
     assert policy_speed([EpisodeResult(0, 0, False, 3, 1.0)]) == {}
+
+
+@pytest.fixture(scope="module")
+def exported_oft_model(tmp_path_factory) -> str:
+    """The tiny OpenVLA-OFT model (K = 4, L1 head, proprio), exported as ``openvla export`` writes it."""
+    from serve_fixtures import chunked_tiny_vla
+
+    from openvla.hf.export import export_hf
+
+    model = chunked_tiny_vla(seed=5, chunk=4)
+    model.config.image_augmentation = True  # so the centre crop is part of both paths
+    source = tmp_path_factory.mktemp("oft-merged")
+    model.save_pretrained(str(source))
+    (source / "dataset_statistics.json").write_text(json.dumps(model.config.norm_stats))
+    target = tmp_path_factory.mktemp("oft-models") / "tiny-oft-hf"
+    export_hf(source, target)
+    return str(target)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("server_execution", ["chunk", "ensemble"])
+def test_eval_over_http_gives_the_in_process_actions_and_success(
+    spatial_env, exported_oft_model, monkeypatch, server_execution
+):
+    """``eval-libero --server``: the same episodes, every query over HTTP with the raw observation, give the same
+    actions bit for bit, whether the client or the server executes the chunks."""
+    from openvla.config import ServeConfig
+    from openvla.eval.libero import EpisodeSpec, run_episodes
+    from openvla.policy import Policy
+    from openvla.serve.server import BackgroundServer
+    from openvla.sim import libero_env
+
+    monkeypatch.setattr(libero_env, "make_env", lambda *a, **k: _KeepOpen(spatial_env))
+    cfg = EvalLiberoConfig(
+        episodes_per_task=2, first_init_state=30, resolution=SIM_RESOLUTION, videos=0, workers=1, max_steps=12,
+        unnorm_key="libero_embedded", execution="ensemble",
+    )  # fmt: skip
+    episodes = [EpisodeSpec(0, 30, video=False), EpisodeSpec(0, 31, video=False)]
+    common = {"unnorm_key": cfg.unnorm_key, "execution": cfg.execution, "ensemble_decay": cfg.ensemble_decay}
+    local = list(run_episodes(cfg, PolicySpec(kind="model", model_dir=exported_oft_model, **common), episodes))
+
+    served = Policy.from_pretrained(exported_oft_model, device="cpu", dtype="float32")
+    config = ServeConfig(execution=server_execution, ensemble_decay=cfg.ensemble_decay)
+    with BackgroundServer(served, config) as server:
+        spec = PolicySpec(kind="server", server_url=server.url, **common)
+        remote = list(run_episodes(cfg, spec, episodes))
+    assert served.queries == 0  # the server runs predict_batch, not act: its own sessions executed the chunks
+    assert [(r.init_index, r.success, r.steps) for r in remote] == [(r.init_index, r.success, r.steps) for r in local]
+    for a, b in zip(local, remote, strict=True):
+        assert a.actions.shape == (12, 7)
+        np.testing.assert_array_equal(a.actions, b.actions)
+    assert len({a.actions[5].tobytes() for a in local}) == 2  # the two initial states led to different actions

@@ -215,12 +215,12 @@ def test_openvla_serve_binds_loopback_by_default_and_loads_the_model_once(monkey
     import uvicorn
     from typer.testing import CliRunner
 
-    import openvla.serve.policy as policy
+    from openvla.policy import Policy
     from stages.cli import app
 
     loads: list[str] = []
     started: dict = {}
-    monkeypatch.setattr(policy, "load_hf_predictor", lambda path, **kw: loads.append(str(path)) or EchoPredictor())
+    monkeypatch.setattr(Policy, "from_pretrained", lambda path, **kw: loads.append(str(path)) or EchoPredictor())
     monkeypatch.setattr(uvicorn, "run", lambda app_, **kw: started.update(app=app_, **kw))
     params = tmp_path / "params.yaml"
     params.write_text(
@@ -356,7 +356,7 @@ def test_open_loop_with_a_one_step_model_queries_every_request():
 
 
 def test_ensemble_answers_the_exponentially_weighted_average_of_every_prediction_for_the_step():
-    from openvla.eval.chunking import ensemble_weights
+    from openvla.policy.chunking import ensemble_weights
 
     k, n, decay = 3, 6, 0.5
     predictor = ChunkPredictor(chunk=k)
@@ -404,12 +404,12 @@ def test_sessions_beyond_max_sessions_drop_the_least_recently_used():
         client.act(imgs[1], "go", session="b")  # query
         client.act(imgs[2], "go", session="b")  # b's row 1: b is now the most recently used
         client.act(imgs[3], "go", session="c")  # query; a (least recently used) is dropped
-        assert set(srv.app.state.sessions._sessions) == {"b", "c"}
+        assert set(srv.app.state.sessions) == {"b", "c"}
         np.testing.assert_array_equal(client.act(imgs[4], "go", session="b"), ChunkPredictor.chunk(imgs[1], "go", k)[2])
         assert len(predictor.calls) == 3  # b kept its chunk
         # a starts afresh (as after a reset): a query, row 0 of the new chunk; c is dropped in turn
         np.testing.assert_array_equal(client.act(imgs[5], "go", session="a"), ChunkPredictor.chunk(imgs[5], "go", k)[0])
-        assert len(predictor.calls) == 4 and set(srv.app.state.sessions._sessions) == {"b", "a"}
+        assert len(predictor.calls) == 4 and set(srv.app.state.sessions) == {"b", "a"}
         assert client.health()["evicted"] == 2
 
 

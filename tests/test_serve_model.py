@@ -26,7 +26,7 @@ INSTRUCTIONS = ["pick up the black bowl", "put the bowl on the plate", "open the
 def predictor(tmp_path_factory):
     from openvla.actions.tokenizer import QuantileActionTokenizer, save_action_tokenizer
     from openvla.hf.export import export_hf
-    from openvla.serve.policy import load_hf_predictor
+    from openvla.policy import Policy
 
     model = tiny_vla(seed=1)
     source = tmp_path_factory.mktemp("merged")
@@ -37,7 +37,7 @@ def predictor(tmp_path_factory):
     export = tmp_path_factory.mktemp("models") / "tiny-hf"
     export_hf(source, export)
     assert (export / "action_tokenizer").is_dir()
-    return load_hf_predictor(export, device="cpu", dtype="float32")
+    return Policy.from_pretrained(export, device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +47,11 @@ def server(predictor):
 
 
 def _direct(predictor, image: np.ndarray, instruction: str, unnorm_key: str) -> np.ndarray:
-    """What a user gets calling the model directly (OpenVLA's README recipe)."""
+    """What a user gets calling the model directly (OpenVLA's README recipe) on the frame training would have seen."""
     from openvla.model.prompts import build_action_prompt
 
     prompt = build_action_prompt(instruction, predictor.model.config.llm_backbone_id)
-    inputs = predictor.processor(prompt, Image.fromarray(image).convert("RGB"))
+    inputs = predictor.processor(prompt, Image.fromarray(predictor.transform(image)))
     return predictor.model.predict_action(**inputs, unnorm_key=unnorm_key, do_sample=False)
 
 
@@ -123,7 +123,7 @@ def test_real_model_server_rejects_bad_input_and_keeps_serving(server, predictor
 @pytest.fixture(scope="module")
 def chunked_predictor(tmp_path_factory):
     from openvla.hf.export import export_hf
-    from openvla.serve.policy import load_hf_predictor
+    from openvla.policy import Policy
 
     model = chunked_tiny_vla(seed=2, chunk=4)
     source = tmp_path_factory.mktemp("merged-oft")
@@ -131,14 +131,14 @@ def chunked_predictor(tmp_path_factory):
     (source / "dataset_statistics.json").write_text(json.dumps(model.config.norm_stats))
     export = tmp_path_factory.mktemp("models") / "tiny-oft-hf"
     export_hf(source, export)
-    return load_hf_predictor(export, device="cpu", dtype="float32")
+    return Policy.from_pretrained(export, device="cpu", dtype="float32")
 
 
 def _direct_oft(predictor, image: np.ndarray, instruction: str, unnorm_key: str, proprio: np.ndarray) -> np.ndarray:
     from openvla.model.prompts import build_action_prompt
 
     prompt = build_action_prompt(instruction, predictor.model.config.llm_backbone_id)
-    inputs = predictor.processor(prompt, Image.fromarray(image).convert("RGB"))
+    inputs = predictor.processor(prompt, Image.fromarray(predictor.transform(image)))
     return predictor.model.predict_action(**inputs, unnorm_key=unnorm_key, do_sample=False, proprio=proprio)
 
 

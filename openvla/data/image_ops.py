@@ -10,7 +10,7 @@ import numpy as np
 
 from openvla.tf_import import import_tensorflow
 
-tf = import_tensorflow()
+RESIZE_METHOD = "lanczos3"  # the training resize (antialiased); exports record it as config ``image_resize_method``
 
 # OpenVLA's augmentation (DESIGN §6), applied in this order with one seed shared by every camera of a frame.
 CROP_SCALE = 0.9  # random resized crop keeps 90% of the area ...
@@ -23,7 +23,8 @@ HUE_DELTA = 0.05
 
 def resize_tf(image, size: int):
     """uint8 [..., H, W, 3] → uint8 [..., size, size, 3] (lanczos3, antialias, round, clip)."""
-    resized = tf.image.resize(tf.cast(image, tf.float32), (size, size), method="lanczos3", antialias=True)
+    tf = import_tensorflow()
+    resized = tf.image.resize(tf.cast(image, tf.float32), (size, size), method=RESIZE_METHOD, antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
 
 
@@ -39,6 +40,7 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
 
 def decode_and_resize(encoded, size: int):
     """One encoded JPEG/PNG string → uint8 [size, size, 3]; an empty string (missing camera) → zeros."""
+    tf = import_tensorflow()
 
     def decode():
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
@@ -51,6 +53,7 @@ def decode_and_resize(encoded, size: int):
 def augment_image(image, seed):
     """uint8 [..., H, W, 3] → augmented uint8, same shape. ``seed`` (int32 [2]) fixes every random choice, so calling
     it with the same seed on each camera (and each window step) of a frame applies the same augmentation."""
+    tf = import_tensorflow()
     seed = tf.cast(seed, tf.int32)
     seeds = [seed + tf.constant([i, 0], tf.int32) for i in range(6)]
     x = tf.image.convert_image_dtype(image, tf.float32)  # [0, 1]
@@ -76,6 +79,7 @@ def augment_image(image, seed):
 
 def center_crop_resize(image, scale: float = CROP_SCALE):
     """The deterministic counterpart of the random crop (eval's 90%-area centre crop), uint8 in and out."""
+    tf = import_tensorflow()
     x = tf.image.convert_image_dtype(image, tf.float32)
     shape = tf.shape(x)
     side = tf.sqrt(scale)

@@ -3,12 +3,13 @@
 Offline (``eval_bridge.mode=offline``, what runs without a robot): the held-out episodes of any registered dataset
 (``bridge_orig`` for BridgeData, ``libero_embedded`` for the embedded default) are read in order through the
 dataset's standardization transform, with the training pipeline's own image resize and action normalization and no
-augmentation; every frame goes through the model's batched greedy decoding, and ``offline_metrics.action_metrics``
+augmentation; every frame goes through ``Policy.predict`` (the model's own observation transform, then batched
+greedy decoding), and ``offline_metrics.action_metrics``
 compares the predictions with the recorded actions (L1 in dataset units and in normalized space, gripper accuracy,
 action-token accuracy). The first episodes' predicted and true trajectories are written as CSV under the plots
 folder for ``dvc plots show``.
 
-Models with OpenVLA-OFT options (``vla_predictor``): each frame's raw proprio state (``observation/proprio`` after
+Models with OpenVLA-OFT options (``openvla.policy``): each frame's raw proprio state (``observation/proprio`` after
 the dataset's standardization, not normalized: the model normalizes it with its own statistics) goes to a model
 with ``use_proprio``; the FIRST action of a predicted chunk (the current step) is what the metrics above compare, and
 a model with K > 1 additionally gets ``chunk_l1_normalized`` (with ``chunk_l1_normalized.step<k>``): the L1 of the
@@ -19,8 +20,9 @@ tokens (with the ``l1`` head "token accuracy" is bin agreement of the regressed 
 Live (``eval_bridge.mode=live``): ``run_live_episode`` drives a ``RobotClient`` (the WidowX through its
 ``widowx_envs`` client at host:port) at ``control_hz`` (5 Hz) for ``steps`` (60) steps: observe, predict with the
 ``unnorm_key`` statistics (``bridge_orig``), send the action unchanged without waiting for the motion, sleep out the
-rest of the period. No centre crop: Bridge models are evaluated on the plain resized frame. A model predicting
-chunks (K > 1) has them executed by ``openvla.eval.chunking`` (``execution``: "ensemble", the default, queries every
+rest of the period. The frame goes through the model's own transform (``Policy``): the training resize, and the centre
+crop only for a model trained with crop augmentation (OpenVLA's Bridge model was not). A model predicting
+chunks (K > 1) has them executed by ``Policy.act`` (``execution``: "ensemble", the default, queries every
 step and sends the temporal ensemble of the predictions for that step; "open_loop" queries once and sends the K
 actions one per step, so the model runs once per K steps). The model is queried only when the executor asks for it;
 K = 1 models query every step and send the action unchanged, as before. A model with ``use_proprio`` gets the
@@ -35,7 +37,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,15 +156,15 @@ class EpisodeResult:
 
 
 def predict_episodes(
-    predictor: Any, episodes: Iterable[Episode], *, unnorm_key: str | None, batch_size: int = 16
+    policy: Any, episodes: Iterable[Episode], *, unnorm_key: str | None, batch_size: int = 16
 ) -> list[EpisodeResult]:
-    """Run every frame of ``episodes`` through ``predictor.predict`` in batches that may span episodes.
+    """Run every frame of ``episodes`` through ``policy.predict`` in batches that may span episodes.
 
-    A predictor whose model reads the proprio state (``uses_proprio``) gets each frame's raw ``Episode.proprio``.
+    A policy whose model reads the proprio state (``uses_proprio``) gets each frame's raw ``Episode.proprio``.
     """
     from tqdm import tqdm
 
-    uses_proprio = bool(getattr(predictor, "uses_proprio", False))
+    uses_proprio = bool(policy.uses_proprio)
     results: list[EpisodeResult] = []
     pending: list[tuple[EpisodeResult, np.ndarray, str, np.ndarray | None]] = []  # (episode, image, text, proprio)
 
@@ -170,11 +172,9 @@ def predict_episodes(
         if not pending:
             return
         images, instructions = [p[1] for p in pending], [p[2] for p in pending]
-        if uses_proprio:
-            prediction = predictor.predict(images, instructions, unnorm_key, proprios=[p[3] for p in pending])
-        else:
-            prediction = predictor.predict(images, instructions, unnorm_key)
-        chunk = getattr(prediction, "chunk", None)
+        proprios = [p[3] for p in pending] if uses_proprio else None
+        prediction = policy.predict(images, instructions, proprios=proprios, unnorm_key=unnorm_key)
+        chunk = prediction.chunk
         for i, (result, _, _, _) in enumerate(pending):
             result.pred.append(prediction.actions[i : i + 1])
             result.pred_normalized.append(prediction.normalized[i : i + 1])
@@ -190,7 +190,7 @@ def predict_episodes(
                 instruction=episode.instruction,
                 true=episode.actions,
                 true_normalized=episode.actions_normalized,
-                true_tokens=np.asarray(predictor.action_tokenizer.encode(episode.actions_normalized), dtype=np.int64),
+                true_tokens=np.asarray(policy.action_tokenizer.encode(episode.actions_normalized), dtype=np.int64),
             )
             results.append(result)
             if uses_proprio and (episode.proprio is None or len(episode.proprio) != len(episode.images)):
@@ -267,7 +267,7 @@ def episode_metrics(result: EpisodeResult) -> dict[str, float]:
 
 
 def evaluate_offline(
-    predictor: Any,
+    policy: Any,
     episodes: Iterable[Episode],
     *,
     unnorm_key: str | None,
@@ -278,7 +278,7 @@ def evaluate_offline(
 ) -> tuple[dict[str, Any], list[EpisodeResult]]:
     """Predict every frame, compute ``action_metrics`` over all frames (of the chunk's first action for chunked
     models, plus ``chunk_l1_normalized`` when K > 1), write plots, log to ``run`` (MLflow)."""
-    results = [r for r in predict_episodes(predictor, episodes, unnorm_key=unnorm_key, batch_size=batch_size) if r.pred]
+    results = [r for r in predict_episodes(policy, episodes, unnorm_key=unnorm_key, batch_size=batch_size) if r.pred]
     if not results:
         raise ValueError("eval-bridge: no held-out frames to evaluate (empty split, or every episode filtered out)")
     summary: dict[str, Any] = {"episodes": len(results)}
@@ -310,7 +310,7 @@ def evaluate_offline(
         summary["gripper_accuracy"],
         summary["token_accuracy"],
     )
-    summary["action_head"] = str(getattr(predictor, "action_head", "tokens"))  # what "token_accuracy" means
+    summary["action_head"] = policy.action_head  # what "token_accuracy" means
     summary["action_chunk"] = chunk
     if plots_dir is not None:
         write_offline_plots(results, summary, plots_dir, plot_episodes)
@@ -327,47 +327,6 @@ def evaluate_offline(
 # ----------------------------------------------------------------------------------------------------------------
 # Live evaluation
 # ----------------------------------------------------------------------------------------------------------------
-Policy = Callable[..., np.ndarray]  # (uint8 H×W×3 camera image, instruction[, proprio state]) → action (D,) or (K, D)
-
-
-class VLARobotPolicy:
-    """The model as a robot policy: camera frame → training resize (no centre crop) → greedy action, unnormalized
-    with ``unnorm_key`` (``bridge_orig`` for the WidowX) and returned exactly as the model gives it.
-
-    ``policy(image, instruction, proprio=None)`` returns (D,) for a K = 1 model and the whole (K, D) chunk for a
-    chunked one (``chunk_size`` K); ``proprio`` (the robot's raw state) is required when ``uses_proprio``.
-    """
-
-    def __init__(self, predictor: Any, unnorm_key: str | None) -> None:
-        self.predictor = predictor
-        self.unnorm_key = unnorm_key or None
-        predictor.action_stats(self.unnorm_key)  # fail now, not at the first robot step, on a wrong key
-        self.chunk_size = int(getattr(predictor, "chunk_size", 1))
-        self.uses_proprio = bool(getattr(predictor, "uses_proprio", False))
-
-    def __call__(self, image: np.ndarray, instruction: str, proprio: np.ndarray | None = None) -> np.ndarray:
-        from openvla.data.image_ops import resize_image
-
-        frame = resize_image(np.asarray(image), self.predictor.image_size)
-        if self.uses_proprio:
-            if proprio is None or np.asarray(proprio).size == 0:
-                raise RobotError(
-                    "the model reads the proprio state (use_proprio) but got none: the robot's observation needs a "
-                    "'state' in the dataset's proprio convention"
-                )
-            prediction = self.predictor.predict([frame], [instruction], self.unnorm_key, proprios=[proprio])
-        else:
-            prediction = self.predictor.predict([frame], [instruction], self.unnorm_key)
-        if self.chunk_size > 1:
-            return prediction.chunk_actions[0]
-        return prediction.actions[0]
-
-    def predict(self, image: np.ndarray, instruction: str, proprio: np.ndarray | None = None) -> np.ndarray:
-        """The LIBERO harness's policy interface: (K, D) ((1, D) for a one-step model)."""
-        out = self(image, instruction, proprio)
-        return out if out.ndim == 2 else out[None]
-
-
 @dataclass
 class LiveResult:
     """What one live episode did."""
@@ -395,41 +354,35 @@ class LiveResult:
 
 
 def run_live_episode(
-    policy: Policy,
+    policy: Any,
     robot: RobotClient,
     instruction: str,
     *,
     steps: int = 60,
     control_hz: float = 5.0,
     clock: Clock | None = None,
-    execution: str | None = None,
-    ensemble_decay: float = 0.01,
+    unnorm_key: str | None = None,
 ) -> LiveResult:
-    """Reset, then ``steps`` times: observe, predict, send the action (non-blocking), sleep until the next tick.
+    """Reset, then ``steps`` times: observe, ``policy.act``, send the action (non-blocking), sleep until the next tick.
 
     Ticks are ``1 / control_hz`` apart, measured from the first observation; a step that overruns its tick starts
     the next one immediately and the schedule restarts from there (no burst of catch-up steps).
 
-    A policy with ``chunk_size`` K > 1 returns (K, D) chunks, executed with ``chunking.make_executor(execution,
-    ensemble_decay)``: ``execution`` "ensemble" (the default for K > 1; a query every step, the temporal ensemble
-    of every prediction for the step is sent) or "open_loop" (one query per K steps, the chunk's actions sent in
-    order). The policy is queried only on steps where the executor wants a query. K = 1 policies are queried every
-    step and their action is sent unchanged, whatever ``execution`` says. A policy with ``uses_proprio`` gets the
-    observation's ``state`` as its third argument.
+    ``policy`` is a ``Policy`` (or anything with its ``act`` / ``reset`` / ``queries``): it executes a chunking
+    model's chunks as its ``execution`` says and queries the model only when its executor asks; a K = 1 model is
+    queried every step and its action is sent unchanged. A model with ``use_proprio`` gets the observation's
+    ``state`` with every query.
     """
     if control_hz <= 0 or steps < 1:
         raise ValueError(f"eval_bridge: control_hz must be > 0 and steps ≥ 1, got {control_hz} and {steps}")
-    if execution not in (None, "open_loop", "ensemble"):
-        raise ValueError(f"eval_bridge: execution must be 'open_loop' or 'ensemble', got {execution!r}")
-    from openvla.eval.chunking import make_executor
-
     clock = clock or SystemClock()
     period = 1.0 / control_hz
-    chunk_size = int(getattr(policy, "chunk_size", 1))
     uses_proprio = bool(getattr(policy, "uses_proprio", False))
-    executor = make_executor(execution or "ensemble", decay=ensemble_decay) if chunk_size > 1 else None
+    session = "live"
     robot.reset()
-    mode = (execution or "ensemble") if executor is not None else "step"
+    policy.reset(session)
+    execution = getattr(policy, "execution", "chunk")
+    mode = execution if int(getattr(policy, "chunk_size", 1)) > 1 and execution != "chunk" else "step"
     result = LiveResult(actions=[], periods=[], inference_seconds=[], overruns=0, execution=mode)
     next_tick = clock.monotonic()
     last_tick: float | None = None
@@ -439,16 +392,18 @@ def run_live_episode(
             result.periods.append(tick - last_tick)
         last_tick = tick
         obs = check_observation(robot.get_observation())
+        if uses_proprio and np.asarray(obs.get("state", [])).size == 0:
+            raise RobotError(
+                "the model reads the proprio state (use_proprio) but got none: the robot's observation needs a "
+                "'state' in the dataset's proprio convention"
+            )
         start = clock.monotonic()
-        args = (obs["image"], instruction, obs["state"]) if uses_proprio else (obs["image"], instruction)
-        if executor is None:
-            action = policy(*args)  # sent unchanged (the very object the policy returned)
-            result.queries += 1
-        else:
-            if executor.wants_query():
-                executor.push(np.asarray(policy(*args)).reshape(chunk_size, -1))
-                result.queries += 1
-            action = executor.pop().astype(np.float32)
+        queries = policy.queries
+        observation = {"image": obs["image"], "instruction": instruction, "unnorm_key": unnorm_key}
+        if uses_proprio:
+            observation["proprio"] = obs["state"]
+        action = policy.act(observation, session=session)
+        result.queries += policy.queries - queries
         result.inference_seconds.append(clock.monotonic() - start)
         robot.step(action)
         result.actions.append(action)
@@ -482,36 +437,36 @@ def evaluate_bridge(
     run: Any = None,
     robot: RobotClient | None = None,
     clock: Clock | None = None,
-    predictor: Any = None,
+    policy: Any = None,
 ) -> dict[str, Any]:
     """The ``eval-bridge`` stage: ``cfg`` is ``EvalBridgeConfig``; returns the summary for ``metrics/bridge.json``.
 
-    ``robot`` / ``clock`` / ``predictor`` replace the WidowX client, the system clock and the model loaded from
-    ``model_dir`` (tests, dry runs). Live mode executes a chunked model's chunks as ``cfg.execution`` says
-    ("open_loop" or "ensemble", with ``cfg.ensemble_decay``) when the config has those fields; without them (or
-    empty) the default is temporal ensembling with decay 0.01. K = 1 models ignore them.
+    ``robot`` / ``clock`` / ``policy`` replace the WidowX client, the system clock and the ``Policy`` loaded from
+    ``model_dir`` (tests, dry runs). Live mode executes a chunking model's chunks as ``cfg.execution`` says
+    ("open_loop" or "ensemble", with ``cfg.ensemble_decay``); K = 1 models ignore them.
     """
-    if predictor is None:
-        from openvla.eval.vla_predictor import load_predictor
-
-        predictor = load_predictor(model_dir, device=cfg.device, dtype=cfg.dtype, tokenizer=tokenizer)
     unnorm_key = cfg.unnorm_key or None
+    if policy is None:
+        from openvla.policy import Policy
+
+        policy = Policy.from_pretrained(
+            model_dir, device=cfg.device, dtype=cfg.dtype, tokenizer=tokenizer, unnorm_key=unnorm_key
+        )
     if run is not None:
         run.set_tags({"eval_bridge.model_dir": str(model_dir), "eval_bridge.mode": cfg.mode})
     if cfg.mode == "offline":
-        stats = predictor.action_stats(unnorm_key)
-        kind = getattr(predictor.model.config, "action_normalization", "bounds_q99")
+        stats = policy.action_stats(unnorm_key)
         episodes = iter_episodes(
             data_dir,
             cfg.dataset_name,
             stats,
-            image_size=predictor.image_size,
+            image_size=policy.image_size,
             split=cfg.split,
-            normalization=kind,
+            normalization=getattr(policy.config, "action_normalization", "bounds_q99"),
             max_episodes=cfg.max_episodes,
         )
         summary, _ = evaluate_offline(
-            predictor,
+            policy,
             episodes,
             unnorm_key=unnorm_key,
             batch_size=cfg.batch_size,
@@ -526,24 +481,18 @@ def evaluate_bridge(
         raise ValueError(
             "eval_bridge.instruction: live mode needs the task instruction (e.g. 'put the spoon on the towel')"
         )
+    policy.action_stats(unnorm_key)  # a wrong unnorm_key fails before the robot moves
     if robot is None:
         from openvla.eval.robot_client import WidowXRobot
 
         robot = WidowXRobot(cfg.host, cfg.port, image_size=cfg.robot_image_size, clock=clock)
-    policy = VLARobotPolicy(predictor, unnorm_key)
-    # chunk execution: ``execution`` / ``ensemble_decay`` of the config when it has them (default: ensemble, 0.01)
-    execution = getattr(cfg, "execution", None) or None
-    decay = float(getattr(cfg, "ensemble_decay", 0.01))
+    if policy.chunk_size > 1:
+        policy.set_execution(cfg.execution or "ensemble", cfg.ensemble_decay)
+    else:
+        policy.set_execution("chunk")  # one action per query, sent unchanged
     log.info("live: %d steps at %.1f Hz on %s — %r", cfg.steps, cfg.control_hz, type(robot).__name__, cfg.instruction)
     result = run_live_episode(
-        policy,
-        robot,
-        cfg.instruction,
-        steps=cfg.steps,
-        control_hz=cfg.control_hz,
-        clock=clock,
-        execution=execution,
-        ensemble_decay=decay,
+        policy, robot, cfg.instruction, steps=cfg.steps, control_hz=cfg.control_hz, clock=clock, unnorm_key=unnorm_key
     )
     summary: dict[str, Any] = result.summary(cfg.control_hz)
     summary["action_chunk"] = policy.chunk_size

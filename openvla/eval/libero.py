@@ -2,9 +2,13 @@
 
 One episode of task ``t`` from fixed initial state ``i``: reset, set LIBERO's ``i``-th initial state, 10 no-op
 steps ``[0,0,0,0,0,0,−1]`` (objects settle), then up to the suite's max steps (spatial/object/goal/10/90:
-220/280/300/520/400) of: agentview frame → ``prepare_image`` (rotate 180°, JPEG round-trip, training resize,
-optional 90% centre crop) → ``policy.predict`` → chunk execution (open loop or temporal ensembling) → gripper
-mapping ([0,1] → [−1,1], binarize, flip) → ``env.step``. Success = the env's ``done`` (its goal predicates hold).
+220/280/300/520/400) of: agentview frame → the camera's own steps (``LIBERO_CAMERA``: rotate 180°, JPEG round trip)
+→ ``policy.act`` (the model's transform — training resize, the 90% centre crop for a model trained with crop
+augmentation — then the model, and chunk execution, open loop or temporal ensembling) → gripper mapping ([0,1] →
+[−1,1], binarize, flip) → ``env.step``. Success = the env's ``done`` (its goal predicates hold).
+
+The policy is an in-process ``openvla.policy.Policy``, or an ``/act`` server reached over HTTP (``--server``), which
+receives the same observations and gives the same actions; ``eval/policy.py`` builds either.
 
 Episodes are spread over ``workers`` spawned processes, each building its environment and its policy once.
 Results: per-task and total success rates with 95% Wilson intervals, episode lengths, MP4 videos of the first
@@ -26,14 +30,25 @@ import numpy as np
 from tqdm import tqdm
 
 from openvla.config import EvalLiberoConfig
-from openvla.eval.chunking import make_executor
 from openvla.eval.metrics import success_summary
-from openvla.eval.policy import Policy, PolicySpec, build_policy
-from openvla.eval.preprocess import libero_gripper, prepare_image, rotate_180
+from openvla.eval.policy import PolicySpec, build_policy
 from openvla.io import atomic_write_json
+from openvla.policy.transform import CameraSteps, rotate_180
 from openvla.sim.suites import NOOP_ACTION, NUM_NOOP_STEPS
 
 log = logging.getLogger(__name__)
+
+# LIBERO renders upside down, and the RLDS training images were stored as JPEG: OpenVLA's LIBERO protocol undoes the
+# first and repeats the second before the model's own transform.
+LIBERO_CAMERA = CameraSteps(rotate_180=True, jpeg_roundtrip=True)
+
+
+def libero_gripper(actions: np.ndarray) -> np.ndarray:
+    """Policy actions [..., 7] (gripper in [0, 1], 1 = open) → LIBERO actions (gripper −1 open / +1 close)."""
+    out = np.array(actions, dtype=np.float64, copy=True)
+    g = 2.0 * out[..., -1] - 1.0  # [0, 1] → [−1, 1]
+    out[..., -1] = -np.sign(g)  # binarize, then LIBERO's sign (+1 = close)
+    return out
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,7 @@ class EpisodeResult:
     seconds: float
     frames: list[np.ndarray] | None = None  # upright agentview frames when a video was asked for
     query_seconds: list[float] = field(default_factory=list)  # wall time of each policy query (model latency)
+    actions: np.ndarray | None = None  # (steps, 7) actions executed, in the policy's convention
 
 
 @dataclass
@@ -67,20 +83,25 @@ class EpisodeRollout:
 def run_episode(
     env: Any,
     init_state: np.ndarray,
-    policy: Policy,
+    policy: Any,
     instruction: str,
     *,
     max_steps: int,
-    center_crop: bool,
-    execution: str = "ensemble",
-    ensemble_decay: float = 0.01,
+    session: str = "episode",
+    layout_seed: int | None = None,
     record: bool = False,
+    actions: list[np.ndarray] | None = None,
 ) -> EpisodeRollout:
-    """One episode from ``init_state``: success, policy steps, frames and the time of every policy query."""
+    """One episode from ``init_state``: success, policy steps, frames and the time of every model query.
+
+    ``policy`` answers ``act(observation, session=...)`` (``Policy``, ``RemotePolicy``, ``RandomPolicy``); its
+    ``queries`` counter tells which steps ran the model. ``actions``, when given, receives every action executed.
+    ``layout_seed`` fixes where the reset places LIBERO's joint-less fixtures (``reset_to_state``).
+    """
     from openvla.sim.libero_env import camera_image, proprio, reset_to_state
 
-    executor = make_executor(execution, decay=ensemble_decay)
-    reset_to_state(env, init_state)
+    reset_to_state(env, init_state, layout_seed)
+    policy.reset(session)
     obs = None
     for _ in range(NUM_NOOP_STEPS):
         obs, _, _, _ = env.step(NOOP_ACTION.copy())
@@ -90,13 +111,14 @@ def run_episode(
         raw = camera_image(obs, "agentview")
         if record:
             frames.append(rotate_180(raw))
-        if executor.wants_query():
-            image = prepare_image(raw, policy.image_size, center_crop)
-            start = time.perf_counter()
-            chunk = policy.predict(image, instruction, proprio(obs))
+        observation = {"image": LIBERO_CAMERA(raw), "instruction": instruction, "proprio": proprio(obs)}
+        queries, start = policy.queries, time.perf_counter()
+        action = policy.act(observation, session=session)
+        if policy.queries > queries:
             query_seconds.append(time.perf_counter() - start)
-            executor.push(chunk)
-        obs, _, done, _ = env.step(libero_gripper(executor.pop()))
+        if actions is not None:
+            actions.append(np.asarray(action).copy())
+        obs, _, done, _ = env.step(libero_gripper(action))
         if done:
             if record:
                 frames.append(rotate_180(camera_image(obs, "agentview")))
@@ -146,26 +168,29 @@ def _run_spec(job: tuple[EvalLiberoConfig, PolicySpec, EpisodeSpec]) -> EpisodeR
             f"{cfg.suite} task {ep.task_id} has {len(states)} fixed initial states; "
             f"eval_libero.first_init_state + episodes_per_task must stay ≤ {len(states)}"
         )
-    if hasattr(policy, "reset"):
-        policy.reset(int(np.random.SeedSequence([cfg.seed, ep.task_id, ep.init_index]).generate_state(1)[0]))
+    episode_seed = int(np.random.SeedSequence([cfg.seed, ep.task_id, ep.init_index]).generate_state(1)[0])
+    if hasattr(policy, "seed"):  # the random baseline: one reproducible stream per episode
+        policy.seed(episode_seed)
     start = time.perf_counter()
+    actions: list[np.ndarray] = []
     rollout = run_episode(
         env,
         states[ep.init_index],
         policy,
         task.language,
         max_steps=cfg.max_steps or task.max_steps,
-        center_crop=cfg.center_crop,
-        execution=cfg.execution,
-        ensemble_decay=cfg.ensemble_decay,
+        session=f"{cfg.suite}/task{ep.task_id}/init{ep.init_index}",
+        layout_seed=episode_seed,
         record=ep.video,
+        actions=actions,
     )
     seconds = time.perf_counter() - start
     return EpisodeResult(ep.task_id, ep.init_index, rollout.success, rollout.steps, seconds, rollout.frames or None,
-                         rollout.query_seconds)  # fmt: skip
+                         rollout.query_seconds, np.stack(actions) if actions else None)  # fmt: skip
 
 
-def _results(cfg: EvalLiberoConfig, spec: PolicySpec, episodes: list[EpisodeSpec]) -> Iterator[EpisodeResult]:
+def run_episodes(cfg: EvalLiberoConfig, spec: PolicySpec, episodes: list[EpisodeSpec]) -> Iterator[EpisodeResult]:
+    """Every episode's result, in completion order, on ``cfg.workers`` processes (or in this one for ≤ 1)."""
     jobs = [(cfg, spec, ep) for ep in episodes]
     if cfg.workers <= 1:
         try:
@@ -221,6 +246,8 @@ def evaluate_libero(
     plots_dir = Path(plots_dir)
     if policy_spec.kind == "model" and not (Path(policy_spec.model_dir) / "config.json").is_file():
         raise FileNotFoundError(f"{policy_spec.model_dir}: no config.json; export a model first or use --policy random")
+    if policy_spec.kind == "server":
+        _check_server(policy_spec, cfg)
     episodes = [
         EpisodeSpec(t, i, video=cfg.videos > 0)
         for t in cfg.task_ids
@@ -232,7 +259,7 @@ def evaluate_libero(
     kept = VideoSelection(cfg.videos)
     bar = tqdm(total=len(episodes), desc=f"eval {cfg.suite}", unit="ep", dynamic_ncols=True)
     with bar:
-        for res in _results(cfg, policy_spec, episodes):
+        for res in run_episodes(cfg, policy_spec, episodes):
             kept.offer(res)
             res.frames = None
             results.append(res)
@@ -263,6 +290,7 @@ def evaluate_libero(
     summary: dict[str, Any] = {
         "suite": cfg.suite,
         "policy": policy_spec.kind,
+        **({"server": policy_spec.server_url} if policy_spec.kind == "server" else {}),
         **total,
         "steps_mean": float(np.mean([r.steps for r in results])) if results else 0.0,
         "minutes": minutes,
@@ -292,6 +320,28 @@ def evaluate_libero(
         minutes,
     )
     return summary
+
+
+def _check_server(spec: PolicySpec, cfg: EvalLiberoConfig) -> None:
+    """Reach the server before spawning workers, and say when it will not see what an in-process run would."""
+    from openvla.serve.client import ActClient
+
+    with ActClient(spec.server_url, timeout=30.0) as client:
+        try:
+            health = client.health()
+        except Exception as err:
+            raise ConnectionError(
+                f"eval-libero --server {spec.server_url}: no /act server answers there ({err})"
+            ) from err
+    crop = (health.get("transform") or {}).get("center_crop")
+    if crop is not None and bool(crop) != bool(cfg.center_crop):
+        log.warning(
+            "the server's model %s the centre crop but eval_libero.center_crop is %s: the server decides (its model "
+            "records how it was trained), so this run is not comparable with an in-process one",
+            "applies" if crop else "does not apply",
+            cfg.center_crop,
+        )
+    log.info("evaluating the /act server at %s: %s", spec.server_url, health)
 
 
 def policy_speed(results: list[EpisodeResult]) -> dict[str, float]:

@@ -41,6 +41,8 @@ OFFICIAL_CONFIG_KEYS: tuple[str, ...] = (
 )
 # Our optional keys (the official remote code accepts and ignores unknown config keys).
 OUR_CONFIG_KEYS: tuple[str, ...] = (
+    "image_resize_method",
+    "image_augmentation",
     "timm_model_kwargs",
     "space_token_id",
     "action_head",

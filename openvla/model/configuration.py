@@ -82,6 +82,12 @@ class OpenVLAConfig(PretrainedConfig):
     proprio_dim: int = 8  # state dimensions fed to the proprio projector (LIBERO: ee pose 6 + gripper 2)
     l1_head_blocks: int = 2  # residual blocks of the L1 head's MLP-ResNet
     action_normalization: str = "bounds_q99"  # how norm_stats were applied to actions (unnormalize uses the same)
+    # What the inference transform needs (DESIGN §14), so a model directory alone determines it: the training
+    # frames were resized with this method, and random-crop augmented when image_augmentation (inference then takes
+    # the centre crop). Official checkpoints carry neither key: lanczos3, no crop (their LIBERO fine-tunes were
+    # trained with augmentation: eval_libero.center_crop applies the crop for them, as OpenVLA's evaluation does).
+    image_resize_method: str = "lanczos3"
+    image_augmentation: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
         if self.text_config is None:

@@ -17,6 +17,9 @@ from collections import deque
 
 import numpy as np
 
+# How a policy's chunks are executed: "chunk" = not at all (the caller gets the (K, D) chunk), or one executor kind.
+EXECUTIONS = ("chunk", "open_loop", "ensemble")
+
 
 def ensemble_weights(n: int, decay: float) -> np.ndarray:
     """Normalized weights (n,) of n predictions for one step, oldest first: exp(−decay·i) / Σ."""
@@ -78,7 +81,7 @@ class TemporalEnsembleExecutor:
 
 
 def make_executor(kind: str, decay: float = 0.01, horizon: int = 0) -> OpenLoopExecutor | TemporalEnsembleExecutor:
-    """``kind`` is ``eval_libero.execution``: "open_loop" or "ensemble"."""
+    """``kind`` is an execution other than "chunk": "open_loop" or "ensemble"."""
     if kind == "open_loop":
         return OpenLoopExecutor(horizon)
     if kind == "ensemble":

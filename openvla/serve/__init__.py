@@ -1,6 +1,8 @@
 """The `/act` policy server (FastAPI + uvicorn) and its client.
 
-``openvla serve --model-dir models/<name>-hf`` serves a Hugging Face export; ``ActClient`` talks to it. Names are
+``openvla serve --model-dir models/<name>-hf`` serves a Hugging Face export through ``openvla.policy.Policy`` (the
+server applies the model's own observation transform to raw frames); ``ActClient`` talks to it and ``RemotePolicy``
+acts like a ``Policy`` over HTTP. Names are
 imported lazily so that ``import openvla.serve`` does not pull in FastAPI or torch.
 """
 
@@ -16,8 +18,7 @@ _EXPORTS = {
     "run_server": "openvla.serve.server",
     "BackgroundServer": "openvla.serve.server",
     "MicroBatcher": "openvla.serve.batching",
-    "HFPredictor": "openvla.serve.policy",
-    "load_hf_predictor": "openvla.serve.policy",
+    "RemotePolicy": "openvla.serve.client",
     "SessionExecutors": "openvla.serve.sessions",
 }
 

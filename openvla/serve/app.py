@@ -1,6 +1,8 @@
 """The FastAPI application: ``POST /act`` (image + instruction → action) and ``GET /health``.
 
-``create_app(predictor, config)`` wraps an already-loaded predictor (the model is loaded once, by the caller).
+``create_app(predictor, config)`` wraps an already-loaded predictor (the model is loaded once, by the caller): in
+``openvla serve`` an ``openvla.policy.Policy``, which applies the model's observation transform to the raw frames
+clients send, so ``/act`` answers what the in-process policy answers for the same observation.
 With ``serve.execution`` = chunk the answer is what the model predicts ((D,), or (K, D) for a chunking model);
 with open_loop / ensemble the server executes chunks per client session and answers one (D,) action
 (``sessions.py`` says how and why).
@@ -106,6 +108,7 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None, mod
             "action_chunk": action_chunk,
             "proprio_dim": proprio_dim,
             "execution": config.execution,
+            **({"transform": predictor.transform.as_dict()} if hasattr(predictor, "transform") else {}),
             **batcher.stats.as_dict(),
             **({"sessions": len(sessions), **sessions.stats.as_dict()} if sessions is not None else {}),
         }

@@ -7,7 +7,7 @@ model computes. Whatever queues up during one model call forms the next batch, s
 a lone client pays at most ``batch_wait_ms`` extra latency.
 
 Requests with a ``proprio`` state (models with ``use_proprio``) are batched apart from those without and reach the
-predictor as ``proprios`` (one (P,) array per request, stacked to (B, P) by ``HFPredictor``). Only requests that
+predictor as ``proprios`` (one (P,) array per request, stacked to (B, P) by ``Policy.predict``). Only requests that
 need the model come here: in the open_loop execution mode a request answered from its session's queued chunk
 (``sessions.py``) never enters the queue.
 """

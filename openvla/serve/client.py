@@ -85,3 +85,76 @@ class ActClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RemotePolicy:
+    """A ``Policy`` on another machine: ``act(observation, session=…)`` / ``reset(session)`` over ``/act``.
+
+    The observation goes as the raw camera frame (plus instruction, proprio, unnorm_key); the server applies the
+    model's transform. When the server answers chunks (``serve.execution: chunk``), they are executed here with
+    ``execution`` exactly as ``Policy.act`` would; when the server executes them itself it answers (D,) actions,
+    which pass through unchanged (a chunk of one). So ``eval-libero --server URL`` gets the in-process actions either way.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        unnorm_key: str | None = None,
+        execution: str = "ensemble",
+        ensemble_decay: float = 0.01,
+        timeout: float = 60.0,
+    ) -> None:
+        from openvla.policy.chunking import EXECUTIONS
+        from openvla.policy.sessions import SessionStore
+
+        if execution not in EXECUTIONS:
+            raise ValueError(f"execution must be one of {', '.join(EXECUTIONS)}, got {execution!r}")
+        self.client = ActClient(url, timeout=timeout)
+        self.unnorm_key = unnorm_key or None
+        self.execution = execution
+        self.sessions = SessionStore(execution, ensemble_decay) if execution != "chunk" else None
+        self._new_episode: set[str] = set()
+        self.queries = 0  # HTTP requests sent
+        self.query_seconds: list[float] = []
+
+    def describe(self) -> dict:
+        """The server's ``/health``: its model's transform, K, proprio size, datasets and execution mode."""
+        return self.client.health()
+
+    def reset(self, session: str = "default") -> None:
+        self._new_episode.add(session)
+        if self.sessions is not None:
+            self.sessions.reset(session)
+
+    def act(self, observation: dict, *, session: str = "default") -> np.ndarray:
+        import time
+
+        instruction = str(observation["instruction"])
+        unnorm_key = observation.get("unnorm_key") or self.unnorm_key
+
+        def query() -> np.ndarray:
+            start = time.perf_counter()
+            out = self.client.act(
+                observation["image"],
+                instruction,
+                unnorm_key,
+                proprio=observation.get("proprio"),
+                session=session,
+                reset=session in self._new_episode,
+            )
+            self._new_episode.discard(session)
+            self.query_seconds.append(time.perf_counter() - start)
+            self.queries += 1
+            return np.asarray(out, dtype=np.float32)
+
+        if self.sessions is None:
+            return query()
+        executor = self.sessions.begin(session, (instruction, unnorm_key))
+        if executor.wants_query():
+            # A (D,) answer (K = 1, or a server that executes chunks itself) is a chunk of one: passed through as is.
+            executor.push(np.atleast_2d(query()))
+        return np.asarray(executor.pop(), dtype=np.float32)
+
+    def close(self) -> None:
+        self.client.close()

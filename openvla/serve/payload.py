@@ -14,7 +14,7 @@ Optional fields for OpenVLA-OFT models (an OpenVLA client sends none of them and
   ignored in ``chunk`` mode.
 
 Every client mistake becomes a ``PayloadError`` carrying the HTTP status (400 unparsable, 413 too large, 422
-semantically wrong) and a message that says what was expected, so the server never answers 500 for one. The
+semantically wrong, including a key outside ``ACCEPTED_KEYS``) and a message that says what was expected, so the server never answers 500 for one. The
 declared dtype and shape are checked *before* any base64 is decoded, so a huge or hostile body costs little.
 """
 
@@ -29,7 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_SESSION = "default"
+from openvla.policy.sessions import DEFAULT_SESSION
+
+# Every key a request may carry; any other is refused (a typo such as 'unorm_key' would otherwise go unnoticed).
+ACCEPTED_KEYS = ("image", "instruction", "unnorm_key", "proprio", "session", "reset")
 MAX_SESSION_CHARS = 256
 MAX_PROPRIO_DIM = 4096  # far above any robot state; bounds the work spent on a hostile 'proprio'
 PROPRIO_HINT = "a list of numbers (the raw robot state), or a 1-D json-numpy float array"
@@ -178,6 +181,11 @@ def validate_request(
     ``proprio_dim`` is the state size of a model with ``use_proprio`` (then ``proprio`` is required), None for a model
     without proprioception (then a ``proprio`` sent anyway is checked for form and dropped).
     """
+    unknown = sorted(str(k) for k in obj if k not in ACCEPTED_KEYS)
+    if unknown:
+        raise PayloadError(
+            422, f"unknown field(s) {', '.join(map(repr, unknown))}; /act accepts: {', '.join(ACCEPTED_KEYS)}"
+        )
     if "image" not in obj:
         raise PayloadError(422, f"missing field 'image': {IMAGE_HINT}")
     instruction = obj.get("instruction")

@@ -29,11 +29,11 @@ def run_server(
     dtype: str = "auto",
 ) -> None:
     """Load the HF model directory ``model_dir`` and serve it until interrupted (Ctrl-C)."""
-    from openvla.serve.policy import load_hf_predictor
+    from openvla.policy import Policy
 
     config = config or ServeConfig()
-    predictor = load_hf_predictor(model_dir, device=device, dtype=dtype)
-    app = create_app(predictor, config, model_name=Path(model_dir).name)
+    policy = Policy.from_pretrained(model_dir, device=device, dtype=dtype)  # the server executes chunks itself
+    app = create_app(policy, config, model_name=Path(model_dir).name)
     if config.host not in {"127.0.0.1", "localhost", "::1"}:
         log.warning(
             "binding %s: the policy server has no authentication; anyone who can reach it can drive it", config.host

@@ -13,8 +13,8 @@ actions per query. ``serve.execution`` decides who executes the chunk:
   serve.ensemble_decay)``, oldest first).
 
 Why on the server: OpenVLA clients (the official deploy client, the LIBERO/WidowX loops) expect one action per call;
-executing chunks here gives them OFT's chunking without changing a line of the client. The executors are the ones
-of ``openvla.eval.chunking``, so the server executes chunks exactly as the LIBERO evaluation does. A model that
+executing chunks here gives them OFT's chunking without changing a line of the client. The executors and their store are
+``openvla.policy``'s, so the server executes chunks exactly as ``Policy.act`` (and the LIBERO evaluation) does. A model that
 answers (D,) (K = 1) is treated as predicting chunks of one action: every request calls the model.
 
 State lives per *session*: the request's ``session`` string (absent: ``"default"``, so clients that omit it share one
@@ -29,89 +29,51 @@ request starts afresh, as after a reset.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from openvla.eval.chunking import OpenLoopExecutor, TemporalEnsembleExecutor, make_executor
+from openvla.policy.chunking import EXECUTIONS
+from openvla.policy.sessions import SessionStats, SessionStore
 from openvla.serve.payload import ActRequest
 
-EXECUTIONS = ("chunk", "open_loop", "ensemble")
-
-
-@dataclass
-class SessionStats:
-    """Counters exposed on ``/health``."""
-
-    queries: int = 0  # requests that ran the model
-    from_chunk: int = 0  # requests answered from a queued chunk, without the model
-    resets: int = 0  # episodes restarted (``reset: true`` or a new instruction / unnorm_key)
-    evicted: int = 0  # sessions dropped beyond serve.max_sessions
-
-    def as_dict(self) -> dict:
-        return {"queries": self.queries, "from_chunk": self.from_chunk, "resets": self.resets, "evicted": self.evicted}
-
-
-@dataclass
-class _Session:
-    executor: OpenLoopExecutor | TemporalEnsembleExecutor
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    context: tuple[str, str | None] | None = None  # (instruction, unnorm_key) of the current episode
+__all__ = ["EXECUTIONS", "SessionExecutors", "SessionStats"]
 
 
 class SessionExecutors:
-    """One chunk executor per client session, least recently used dropped beyond ``max_sessions``."""
+    """``openvla.policy.sessions.SessionStore`` with one asyncio lock per session: requests of one session are
+    served one at a time, in arrival order."""
 
     def __init__(self, kind: str, decay: float = 0.01, max_sessions: int = 64) -> None:
-        if kind not in ("open_loop", "ensemble"):
-            raise ValueError(f"serve.execution {kind!r} keeps no sessions; expected 'open_loop' or 'ensemble'")
-        if max_sessions < 1:
-            raise ValueError(f"serve.max_sessions must be at least 1, got {max_sessions}")
-        make_executor(kind, decay)  # fail now, not on the first request
-        self.kind = kind
-        self.decay = decay
-        self.max_sessions = max_sessions
-        self.stats = SessionStats()
-        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._store = SessionStore(kind, decay, max_sessions)  # ValueError names serve.execution / max_sessions
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.kind, self.decay, self.max_sessions = kind, decay, max_sessions
+
+    @property
+    def stats(self) -> SessionStats:
+        return self._store.stats
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        return len(self._store)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._sessions
+        return name in self._store
 
-    def _get(self, name: str) -> _Session:
-        session = self._sessions.get(name)
-        if session is not None:
-            self._sessions.move_to_end(name)
-            return session
-        session = _Session(make_executor(self.kind, self.decay))
-        self._sessions[name] = session
-        # Drop the least recently used sessions that are not serving a request right now (a busy one is kept even
-        # beyond the bound, so one session never has two executors at once).
-        for old in list(self._sessions):
-            if len(self._sessions) <= self.max_sessions:
-                break
-            if old != name and not self._sessions[old].lock.locked():
-                del self._sessions[old]
-                self.stats.evicted += 1
-        return session
+    def __iter__(self):  # session names, least recently used first
+        return iter(self._store)
+
+    def _busy(self, name: str) -> bool:
+        lock = self._locks.get(name)
+        return lock is not None and lock.locked()
 
     async def act(self, request: ActRequest, query: Callable[[], Awaitable[np.ndarray]]) -> np.ndarray:
         """The (D,) float32 action for ``request``; ``query()`` runs the model for it (a (D,) or (K, D) array)."""
-        session = self._get(request.session)
-        async with session.lock:
+        lock = self._locks.setdefault(request.session, asyncio.Lock())
+        async with lock:
             context = (request.instruction, request.unnorm_key)
-            if request.reset or (session.context is not None and session.context != context):
-                session.executor.reset()
-                self.stats.resets += 1
-            session.context = context
-            if session.executor.wants_query():
-                chunk = np.asarray(await query())
-                session.executor.push(chunk if chunk.ndim == 2 else chunk.reshape(1, -1))
-                self.stats.queries += 1
-            else:
-                self.stats.from_chunk += 1
-            return np.asarray(session.executor.pop(), dtype=np.float32)
+            executor = self._store.begin(request.session, context, request.reset, busy=self._busy)
+            for name in [n for n in self._locks if n not in self._store and not self._busy(n)]:
+                del self._locks[name]  # evicted sessions
+            if executor.wants_query():
+                executor.push(np.atleast_2d(np.asarray(await query())))
+            return np.asarray(executor.pop(), dtype=np.float32)

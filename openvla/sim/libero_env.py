@@ -158,8 +158,16 @@ def reset(env: Any) -> dict[str, Any]:
     return obs
 
 
-def reset_to_state(env: Any, state: np.ndarray) -> dict[str, Any]:
-    """Reset ``env`` and set the flattened MuJoCo ``state`` (LIBERO's fixed-initial-state protocol); returns obs."""
+def reset_to_state(env: Any, state: np.ndarray, layout_seed: int | None = None) -> dict[str, Any]:
+    """Reset ``env`` and set the flattened MuJoCo ``state`` (LIBERO's fixed-initial-state protocol); returns obs.
+
+    A fixed initial state holds the joint positions only: fixtures without joints (LIBERO's cabinet, stove, …) are
+    placed anew by every reset from NumPy's global generator, a few centimetres apart. ``layout_seed`` seeds that
+    draw, so an episode's scene depends on (seed, task, state) alone, not on which episodes its worker ran before
+    — what makes two runs of one evaluation, in-process or over HTTP, see the same scenes.
+    """
+    if layout_seed is not None:
+        np.random.seed(layout_seed % 2**32)
     reset(env)
     return env.set_init_state(np.asarray(state, dtype=np.float64))
 

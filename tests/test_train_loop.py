@@ -235,3 +235,14 @@ def test_finetune_base_identity_changes_when_the_base_is_rewritten_in_place(tmp_
     weights.write_bytes(b"b" * 64)  # same size, new content
     os.utime(weights, ns=(2_000_000_000, 2_000_000_000))
     assert base_identity(tmp_path) != before
+
+
+def test_loader_and_training_modules_import_without_tensorflow():
+    """TensorFlow loads where a function first needs it (``openvla.tf_import``), not at import of the loader."""
+    code = (
+        "import sys; import openvla.data.loader, openvla.data.dlataset, openvla.data.torch_dataset, "
+        "openvla.train.data, openvla.train.pretrain, openvla.train.finetune; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]

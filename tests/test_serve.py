@@ -451,3 +451,15 @@ def test_unknown_execution_or_no_sessions_is_refused_at_startup():
         create_app(EchoPredictor(), ServeConfig(execution="closed_loop"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_sessions must be at least 1"):
         SessionExecutors("open_loop", max_sessions=0)
+
+
+def test_act_refuses_unknown_keys_and_lists_the_accepted_ones():
+    """A typo such as 'unorm_key' must not be dropped silently (the action would use the default statistics)."""
+    from openvla.serve.payload import ACCEPTED_KEYS
+
+    with BackgroundServer(EchoPredictor(["a", "b"])) as srv:
+        body = json_numpy.dumps({"image": _image(), "instruction": "go", "unorm_key": "a"})
+        response = httpx.post(f"{srv.url}/act", content=body)
+    assert response.status_code == 422
+    message = response.json()["error"]
+    assert "'unorm_key'" in message and all(key in message for key in ACCEPTED_KEYS)

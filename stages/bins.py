@@ -39,25 +39,21 @@ def main(
 ) -> None:
     """Fit the action tokenizer of `bins.scheme` on `data.mixture` and measure its reconstruction error."""
     from openvla.actions.fit import fit_bins
-    from openvla.config import load_params
-    from openvla.logging_utils import setup_logging
     from openvla.model.text_tokenizer import load_text_tokenizer
-    from openvla.tracking import stage_run, write_metrics
+    from stages.common import stage
 
-    setup_logging()
-    all_params = load_params(params)
-    cfg = all_params.bins
-    vocab_size = load_text_tokenizer(all_params.model.tokenizer).vocab_size  # unpadded: action ids are its last ones
-    extra = {"data.mixture": all_params.data.mixture, "model.tokenizer": all_params.model.tokenizer}
-    with stage_run("bins", cfg, experiment=all_params.project.name, extra_params=extra) as run:
-        summary = fit_bins(
-            cfg,
+    def extra(p):
+        return {"data.mixture": p.data.mixture, "model.tokenizer": p.model.tokenizer}
+
+    with stage("bins", params, metrics=metrics, extra_params=extra) as s:
+        vocab_size = load_text_tokenizer(s.params.model.tokenizer).vocab_size  # unpadded: action ids are its last
+        s.summary = fit_bins(
+            s.cfg,
             data_dir=data_dir,
             statistics_path=statistics,
-            mixture=all_params.data.mixture,
+            mixture=s.params.data.mixture,
             vocab_size=vocab_size,
             out_dir=out_dir,
             plots_dir=plots_dir,
-            run=run,
+            run=s.run,
         )
-    write_metrics(metrics, summary)

@@ -25,15 +25,9 @@ def main(
     params: Annotated[Path, typer.Option(help="params.yaml to read the `convert` section from.")] = Path("params.yaml"),
 ) -> None:
     """Convert raw episodes to RLDS with a tensorflow-datasets builder (section `convert` of params.yaml)."""
-    from openvla.config import load_params
     from openvla.data.convert import convert_dataset
-    from openvla.logging_utils import setup_logging
-    from openvla.tracking import stage_run, write_metrics
+    from stages.common import stage
 
-    setup_logging()
-    all_params = load_params(params)
-    cfg = all_params.convert
-    with stage_run("convert", cfg, experiment=all_params.project.name) as run:
-        summary = convert_dataset(raw_dir, data_dir, cfg)
-        run.log_metrics(summary)
-    write_metrics(metrics, summary)
+    with stage("convert", params, metrics=metrics) as s:
+        s.summary = convert_dataset(raw_dir, data_dir, s.cfg)
+        s.run.log_metrics(s.summary)

@@ -21,15 +21,9 @@ def main(
     params: Annotated[Path, typer.Option(help="params.yaml to read the `demos` section from.")] = Path("params.yaml"),
 ) -> None:
     """Record scripted-expert demos in LIBERO (section `demos` of params.yaml)."""
-    from openvla.config import load_params
-    from openvla.logging_utils import setup_logging
     from openvla.sim.demos import make_demos
-    from openvla.tracking import stage_run, write_metrics
+    from stages.common import stage
 
-    setup_logging()
-    all_params = load_params(params)
-    cfg = all_params.demos
-    with stage_run("demos", cfg, experiment=all_params.project.name) as run:
-        summary = make_demos(cfg, out_dir, run=run)
-        run.log_metrics({k: v for k, v in summary.items() if not isinstance(v, dict)})
-    write_metrics(metrics, summary)
+    with stage("demos", params, metrics=metrics) as s:
+        s.summary = make_demos(s.cfg, out_dir, run=s.run)
+        s.run.log_metrics({k: v for k, v in s.summary.items() if not isinstance(v, dict)})

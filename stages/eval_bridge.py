@@ -35,26 +35,18 @@ def main(
     ] = Path("params.yaml"),
 ) -> None:
     """Evaluate a model offline on held-out Bridge-format episodes, or live on a WidowX."""
-    from openvla.config import load_params
     from openvla.eval.bridge import evaluate_bridge
-    from openvla.logging_utils import setup_logging
-    from openvla.tracking import stage_run, write_metrics
+    from stages.common import stage
 
-    setup_logging()
-    all_params = load_params(params)
-    cfg = all_params.eval_bridge
-    if all_params.data.registry_file:
-        from openvla.data import load_registry_file
+    def extra(p):
+        return {"model_dir": str(model_dir), "data_dir": str(data_dir), "model.tokenizer": p.model.tokenizer}
 
-        load_registry_file(all_params.data.registry_file)
-    extra = {"model_dir": str(model_dir), "data_dir": str(data_dir), "model.tokenizer": all_params.model.tokenizer}
-    with stage_run("eval-bridge", cfg, experiment=all_params.project.name, extra_params=extra) as run:
-        summary = evaluate_bridge(
-            cfg,
+    with stage("eval-bridge", params, metrics=metrics, extra_params=extra) as s:
+        s.summary = evaluate_bridge(
+            s.cfg,
             model_dir=model_dir,
             data_dir=data_dir,
             plots_dir=plots_dir,
-            tokenizer=all_params.model.tokenizer,
-            run=run,
+            tokenizer=s.params.model.tokenizer,
+            run=s.run,
         )
-    write_metrics(metrics, summary)

@@ -36,31 +36,29 @@ def main(
     ),
 ) -> None:
     """Evaluate a policy in LIBERO (section `eval_libero` of params.yaml)."""
-    from openvla.config import load_params
     from openvla.eval.libero import evaluate_libero
     from openvla.eval.policy import PolicySpec
-    from openvla.logging_utils import setup_logging
-    from openvla.tracking import stage_run, write_metrics
+    from stages.common import stage
 
-    setup_logging()
-    all_params = load_params(params)
-    cfg = all_params.eval_libero
     if policy not in ("model", "random"):
         raise typer.BadParameter(f"--policy must be 'model' or 'random', got {policy!r}")
     kind = "server" if server else policy
-    spec = PolicySpec(
-        kind=kind,
-        model_dir=str(model_dir),
-        server_url=server,
-        unnorm_key=cfg.unnorm_key,
-        center_crop=cfg.center_crop,
-        execution=cfg.execution,
-        ensemble_decay=cfg.ensemble_decay,
-        stats_path=str(stats) if kind == "random" and stats.is_file() else "",
-        seed=cfg.seed,
-        threads=max(1, (os.cpu_count() or 1) // max(cfg.workers, 1)),
-    )
-    extra = {"policy": kind, "model_dir": str(model_dir), "server": server}
-    with stage_run("eval-libero", cfg, experiment=all_params.project.name, extra_params=extra) as run:
-        summary = evaluate_libero(cfg, spec, plots_dir=plots_dir, run=run)
-    write_metrics(metrics, summary)
+
+    def extra(_):
+        return {"policy": kind, "model_dir": str(model_dir), "server": server}
+
+    with stage("eval-libero", params, metrics=metrics, extra_params=extra) as s:
+        cfg = s.cfg
+        spec = PolicySpec(
+            kind=kind,
+            model_dir=str(model_dir),
+            server_url=server,
+            unnorm_key=cfg.unnorm_key,
+            center_crop=cfg.center_crop,
+            execution=cfg.execution,
+            ensemble_decay=cfg.ensemble_decay,
+            stats_path=str(stats) if kind == "random" and stats.is_file() else "",
+            seed=cfg.seed,
+            threads=max(1, (os.cpu_count() or 1) // max(cfg.workers, 1)),
+        )
+        s.summary = evaluate_libero(cfg, spec, plots_dir=plots_dir, run=s.run)

@@ -33,26 +33,21 @@ def main(
     ),
 ) -> None:
     """Export a checkpoint as a Hugging Face directory in the official OpenVLA layout."""
-    from openvla.config import load_params
     from openvla.hf.export import export_hf
-    from openvla.logging_utils import setup_logging
-    from openvla.tracking import stage_run, write_metrics
+    from stages.common import stage
 
-    setup_logging()
-    all_params = load_params(params)
-    cfg = all_params.export
-    out_dir = models_dir / f"{cfg.name}-hf"
-    extra = {"model.tokenizer": all_params.model.tokenizer, "source": str(source)}
-    with stage_run("export", cfg, experiment=all_params.project.name, extra_params=extra) as run:
-        summary = export_hf(
+    def extra(p):
+        return {"model.tokenizer": p.model.tokenizer, "source": str(source)}
+
+    with stage("export", params, metrics=metrics, extra_params=extra) as s:
+        s.summary = export_hf(
             source,
-            out_dir,
-            max_shard_size=cfg.max_shard_size,
-            dtype=cfg.dtype,
-            tokenizer=all_params.model.tokenizer,
+            models_dir / f"{s.cfg.name}-hf",
+            max_shard_size=s.cfg.max_shard_size,
+            dtype=s.cfg.dtype,
+            tokenizer=s.params.model.tokenizer,
             statistics=statistics,
-            run=run,
-            max_artifact_mb=cfg.max_artifact_mb,
+            run=s.run,
+            max_artifact_mb=s.cfg.max_artifact_mb,
         )
-        run.log_metrics(summary)
-    write_metrics(metrics, summary)
+        s.run.log_metrics(s.summary)

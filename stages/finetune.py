@@ -41,33 +41,29 @@ def main(
     ),
 ) -> None:
     """Fine-tune LoRA adapters (`finetune.*`) on the pretrained VLA and write the merged model."""
-    from openvla.config import load_params
-    from openvla.logging_utils import setup_logging
-    from openvla.tracking import stage_run, write_metrics
     from openvla.train.finetune import resolve_base, run_finetune
     from openvla.train.launch import env_rank
+    from stages.common import stage
 
-    setup_logging()
-    all_params = load_params(params)
-    cfg = all_params.finetune
-    base_dir = resolve_base(cfg.base, pretrain_dir)
-    main_rank = env_rank() == 0
-    extra = {"finetune.base_dir": str(base_dir), "finetune.lora_alpha_effective": cfg.alpha}
-    extra.update({f"data.{k}": v for k, v in vars(all_params.data).items()})
-    with stage_run("finetune", cfg, experiment=all_params.project.name, extra_params=extra, enabled=main_rank) as run:
-        summary = run_finetune(
-            all_params,
-            base_dir=base_dir,
+    def extra(p):
+        return {
+            "finetune.base_dir": str(resolve_base(p.finetune.base, pretrain_dir)),
+            "finetune.lora_alpha_effective": p.finetune.alpha,
+            **{f"data.{k}": v for k, v in vars(p.data).items()},
+        }
+
+    with stage("finetune", params, metrics=metrics, extra_params=extra, enabled=env_rank() == 0) as s:
+        s.summary = run_finetune(
+            s.params,
+            base_dir=resolve_base(s.cfg.base, pretrain_dir),
             data_dir=data_dir,
             statistics_path=statistics,
             action_tokenizer_dir=tokenizer_dir,
             run_dir=run_dir,
             plots_dir=plots_dir,
-            run=run,
+            run=s.run,
             device=device,
         )
-    if main_rank:
-        write_metrics(metrics, summary)
 
 
 if __name__ == "__main__":  # `torchrun … -m stages.finetune` (DDP)

@@ -41,38 +41,35 @@ def main(
     from openvla.config import load_params
     from openvla.logging_utils import setup_logging
     from openvla.train.launch import env_rank, relaunch_under_torchrun
+    from stages.common import command_args, stage
 
     setup_logging()
-    all_params = load_params(params)
-    cfg = all_params.pretrain
-    args = ["--data-dir", str(data_dir), "--statistics", str(statistics), "--tokenizer-dir", str(tokenizer_dir),
-            "--run-dir", str(run_dir), "--metrics", str(metrics), "--plots-dir", str(plots_dir), "--device", device,
-            "--params", str(params)]  # fmt: skip
-    code = relaunch_under_torchrun(cfg.nproc, "stages.pretrain", args)
-    if code is not None:
+    nproc = load_params(params).pretrain.nproc
+    code = relaunch_under_torchrun(nproc, "stages.pretrain", command_args(main, locals()))
+    if code is not None:  # this process started torchrun, which ran the stage
         if code:
             raise typer.Exit(code)
         return
 
-    from openvla.tracking import stage_run, write_metrics
     from openvla.train.pretrain import run_pretrain
 
-    main_rank = env_rank() == 0
-    extra = {f"model.{k}": v for k, v in vars(all_params.model).items()}
-    extra.update({f"data.{k}": v for k, v in vars(all_params.data).items()})
-    with stage_run("pretrain", cfg, experiment=all_params.project.name, extra_params=extra, enabled=main_rank) as run:
-        summary = run_pretrain(
-            all_params,
+    def extra(p):
+        return {
+            **{f"model.{k}": v for k, v in vars(p.model).items()},
+            **{f"data.{k}": v for k, v in vars(p.data).items()},
+        }
+
+    with stage("pretrain", params, metrics=metrics, extra_params=extra, enabled=env_rank() == 0) as s:
+        s.summary = run_pretrain(
+            s.params,
             data_dir=data_dir,
             statistics_path=statistics,
             action_tokenizer_dir=tokenizer_dir,
             run_dir=run_dir,
             plots_dir=plots_dir,
-            run=run,
+            run=s.run,
             device=device,
         )
-    if main_rank:
-        write_metrics(metrics, summary)
 
 
 if __name__ == "__main__":  # `torchrun … -m stages.pretrain`

@@ -32,23 +32,13 @@ def main(
     params: Annotated[Path, typer.Option(help="params.yaml to read the `stats` section from.")] = Path("params.yaml"),
 ) -> None:
     """Compute dataset statistics for `stats.dataset_name` (a dataset or a mixture name) from params.yaml."""
-    from openvla.config import load_params
     from openvla.data.statistics import write_statistics
-    from openvla.logging_utils import setup_logging
-    from openvla.tracking import stage_run, write_metrics
+    from stages.common import stage
 
-    setup_logging()
-    all_params = load_params(params)
-    cfg = all_params.stats
-    if all_params.data.registry_file:  # the user's own datasets (README "Add your own robot dataset")
-        from openvla.data.registry import load_registry_file
-
-        load_registry_file(all_params.data.registry_file)
-    with stage_run("stats", cfg, experiment=all_params.project.name) as run:
-        summary = write_statistics(
-            data_dir, cfg.dataset_name, out=out, plots_dir=plots_dir, cache_dir=cache_dir, bins=cfg.histogram_bins
+    with stage("stats", params, metrics=metrics) as s:
+        s.summary = write_statistics(
+            data_dir, s.cfg.dataset_name, out=out, plots_dir=plots_dir, cache_dir=cache_dir, bins=s.cfg.histogram_bins
         )
-        run.log_metrics(summary)
-        run.log_artifact(out)
-        run.log_artifacts(plots_dir, artifact_path="plots")
-    write_metrics(metrics, summary)
+        s.run.log_metrics(s.summary)
+        s.run.log_artifact(out)
+        s.run.log_artifacts(plots_dir, artifact_path="plots")

@@ -38,6 +38,7 @@ __all__ = [
 _DATASETS: dict[str, DatasetConfig] = {}
 _MIXTURES: dict[str, list[tuple[str, float]]] = {}
 _BUILTINS_LOADED = False
+_LOADED_FILES: set[Path] = set()  # registry files already run in this process
 
 
 def _ensure_builtins() -> None:
@@ -115,14 +116,22 @@ def mixture_names() -> list[str]:
 def load_registry_file(path: str | Path) -> None:
     """Run a Python file that calls ``register_dataset`` / ``register_mixture`` (params ``data.registry_file``).
 
-    Loading the same file twice is harmless when it registers with ``overwrite=True``.
+    A file runs once per process: the stage and the library it calls may both ask for it (one registry load).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: registry file not found (params data.registry_file)")
     _ensure_builtins()
+    if path.resolve() in _LOADED_FILES:
+        return
     log.info("Loading dataset registrations from %s", path)
-    runpy.run_path(str(path), run_name="openvla_registry")
+    try:
+        runpy.run_path(str(path), run_name="openvla_registry")
+    except Exception as err:
+        raise DataError(
+            f"{path}: the registry file (params data.registry_file) failed: {type(err).__name__}: {err}"
+        ) from err
+    _LOADED_FILES.add(path.resolve())
 
 
 def find_builder_dir(data_dir: str | Path, name: str) -> Path:

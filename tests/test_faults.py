@@ -299,3 +299,17 @@ def test_unknown_mixture_names_the_params_key(tmp_path, section: str, key: str):
         load_statistics(tmp_path / "missing.json", "libero_embeded", key)
     message = str(err.value)
     assert f"params {key}:" in message and "'libero_embeded'" in message and "libero_embedded" in message, message
+
+
+def test_resume_skip_reads_the_data_position_of_the_checkpoint():
+    from openvla.train.data import resume_skip
+    from openvla.train.distributed import DistInfo
+
+    def rank(r: int, world: int) -> DistInfo:
+        return DistInfo(r, world, r, world, torch.device("cpu"), "gloo")
+
+    state = {"step": 4, "samples_seen": 40, "frames_per_rank": [24, 16]}  # uneven: e.g. after a resume
+    assert [resume_skip(state, rank(r, 2), frames_per_step=5) for r in (0, 1)] == [24, 16]
+    assert resume_skip(state, rank(0, 4), frames_per_step=5) == 10  # other world size: an equal share, not exact
+    assert resume_skip({"step": 4}, rank(1, 2), frames_per_step=5) == 20  # a checkpoint from before this record
+    assert resume_skip({}, rank(0, 1), frames_per_step=5) == 0

@@ -34,15 +34,17 @@ def per_rank_batch_size(global_batch: int, info: DistInfo) -> int:
     return global_batch // info.world_size
 
 
-def resume_skip(data_state: Mapping[str, Any], info: DistInfo) -> int:
+def resume_skip(data_state: Mapping[str, Any], info: DistInfo, frames_per_step: int = 0) -> int:
     """Frames this rank's stream must skip to continue where the checkpointed run stopped.
 
     A checkpoint of another world size (another process count) cannot continue the same per-rank streams; the run
-    then goes on with fresh streams (skipping what an equal share would have consumed) and says so.
+    then goes on with fresh streams (skipping what an equal share would have consumed) and says so. A checkpoint
+    written before the data position was recorded has only its step: ``step × frames_per_step`` (this rank's
+    micro-batch × gradient accumulation) is where its stream stood, unless it had itself been resumed.
     """
     frames = data_state.get("frames_per_rank")
     if not frames:
-        return 0
+        return int(data_state.get("step", 0)) * frames_per_step
     if len(frames) != info.world_size:
         share = sum(frames) // info.world_size
         log.warning("the checkpoint was written by %d processes, this run has %d: the data streams differ from the "

@@ -173,7 +173,7 @@ def _finetune(
         batch_size=per_rank_batch_size(cfg.batch_size, info),
         seed=cfg.seed,
         info=info,
-        skip_frames=resume_skip(data_state, info),
+        skip_frames=resume_skip(data_state, info, per_rank_batch_size(cfg.batch_size, info) * cfg.grad_accumulation),
     )
     batches = iter(loader)
     summary: dict[str, Any] = {}

@@ -197,7 +197,9 @@ def _pretrain(
             batch_size=per_rank_batch_size(cfg.batch_size, info),
             seed=cfg.seed,
             info=info,
-            skip_frames=resume_skip(data_state, info),
+            skip_frames=resume_skip(
+                data_state, info, per_rank_batch_size(cfg.batch_size, info) * cfg.grad_accumulation
+            ),
         )
         summary = fit(
             model,

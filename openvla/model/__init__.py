@@ -18,9 +18,9 @@ import transformers  # noqa: F401
 _EXPORTS = {
     "OpenVLAConfig": "openvla.model.configuration",
     "OpenVLAForActionPrediction": "openvla.model.vla",
-    "OpenVLAOutput": "openvla.model.vla",
-    "UnnormKeyError": "openvla.model.vla",
-    "IGNORE_INDEX": "openvla.model.vla",
+    "OpenVLAOutput": "openvla.model.outputs",
+    "UnnormKeyError": "openvla.model.norm_stats",
+    "IGNORE_INDEX": "openvla.model.outputs",
     "build_vla": "openvla.model.vla",
     "get_model_config": "openvla.model.configs",
     "set_action_options": "openvla.model.configs",

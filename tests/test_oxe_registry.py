@@ -57,7 +57,9 @@ def test_registry_holds_every_upstream_dataset_and_mixture():
     names = set(registry.dataset_names())
     assert names >= OPENVLA_DATASETS | OFT_EXTRA_DATASETS
     assert names - OPENVLA_DATASETS - OFT_EXTRA_DATASETS == {"libero_embedded"}
-    assert len(oxe_mixtures.OPENVLA_MIXTURES) == 18 and len(oxe_mixtures.OFT_EXTRA_MIXTURES) == 5
+    # 18 named mixtures in OpenVLA's release (+ "libero_mix" in a later upstream revision), 5 more in OFT.
+    assert len(oxe_mixtures.OPENVLA_MIXTURES) == 19 and len(oxe_mixtures.OFT_EXTRA_MIXTURES) == 5
+    assert len(registry.mixture_names()) == 30
     assert set(oxe_mixtures.OPENVLA_MIXTURES) | set(oxe_mixtures.OFT_EXTRA_MIXTURES) <= set(registry.mixture_names())
     for name in registry.mixture_names():  # every mixture names registered datasets with positive weights
         entries = registry.get_mixture(name)

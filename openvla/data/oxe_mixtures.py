@@ -103,6 +103,7 @@ MIXTURES: dict[str, list[tuple[str, float]]] = {
     **{name: [(name, 1.0)] for name in _TDROID},
     "droid_wipe": [("droid_wipe", 1.0)],
     **{name: [(name, 1.0)] for name in _LIBERO_SUITES},
+    "libero_mix": [(name, 1.0) for name in _LIBERO_SUITES],
     # --- OpenVLA-OFT's additions ---
     "libero_4_task_suites_no_noops": [("libero_4_task_suites_no_noops", 1.0)],
     **{name: [(name, 1.0)] for name in _ALOHA},
@@ -118,6 +119,6 @@ MIXTURES: dict[str, list[tuple[str, float]]] = {
 # Which names come from where (for the README's counts and the registry test).
 OPENVLA_MIXTURES = (
     "bridge", "bridge_rt_1", "rtx", "rtx_franka", "oxe_magic_soup", "oxe_magic_soup_plus",
-    "oxe_magic_soup_plus_minus", *_TDROID, "droid_wipe", *_LIBERO_SUITES,
+    "oxe_magic_soup_plus_minus", *_TDROID, "droid_wipe", *_LIBERO_SUITES, "libero_mix",
 )  # fmt: skip
 OFT_EXTRA_MIXTURES = ("libero_4_task_suites_no_noops", *_ALOHA)

@@ -125,7 +125,7 @@ def _open_hdf5(path: Path):
 
     try:
         return h5py.File(path, "r")
-    except OSError as err:
+    except Exception as err:  # OSError mostly; any decoder failure means an unreadable file
         raise DataError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {err}") from None
 
 
@@ -187,8 +187,11 @@ def _index_libero_file(path: Path, raw_dir: Path, action_dim: int, drop_noops: b
                     continue
                 source = f"{path.relative_to(raw_dir) if path.is_relative_to(raw_dir) else path}/data/{key}"
                 report.episodes.append(EpisodeRef(path, f"data/{key}", source, instruction, keep, length))
-        except OSError as err:  # h5py raises OSError when a truncated file's chunks cannot be read
-            raise DataError(f"{path}: cannot read HDF5 data (truncated or corrupt?): {err}") from None
+        except DataError:
+            raise
+        except Exception as err:  # OSError when a truncated file's chunks cannot be read; any other decoder error
+            raise DataError(f"{path}: cannot read HDF5 data (truncated or corrupt?): {type(err).__name__}: {err}"
+                            ) from None  # fmt: skip
 
 
 def _load_libero(ref: EpisodeRef) -> Episode:
@@ -208,8 +211,9 @@ def _load_libero(ref: EpisodeRef) -> Episode:
                 joint_state=obs["joint_states"][()][keep].astype(np.float32),
                 action=demo["actions"][()][keep].astype(np.float32),
             )
-        except OSError as err:
-            raise DataError(f"{ref.path}:{ref.key}: cannot read HDF5 data (truncated or corrupt?): {err}") from None
+        except Exception as err:  # OSError (truncated chunks, failed inflate) or any other decoder error
+            raise DataError(f"{ref.path}:{ref.key}: cannot read HDF5 data (truncated or corrupt?): "
+                            f"{type(err).__name__}: {err}") from None  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -177,7 +177,10 @@ def test_killed_pretrain_resumes_exactly(workspace: Path, killed_and_straight: d
     a, b = _weights(workspace / "straight" / "runs"), _weights(workspace / "killed" / "runs")
     assert a.keys() == b.keys()
     diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
-    print(f"exact resume: max |Δweight| after 7 steps = {diff:.3g}")
+    print(
+        f"\nuninterrupted losses {[straight[s] for s in range(1, 8)]}\nkilled at 5, resumed at 3: "
+        f"{[resumed[s] for s in range(1, 8)]}\nexact resume: max |Δweight| after 7 steps = {diff:.3g}"
+    )
     assert diff <= 1e-6
     meta = json.loads((workspace / "killed" / "runs" / "checkpoints" / "step-000007" / "checkpoint.json").read_text())
     assert meta["data"]["frames_per_rank"] == [14] and meta["data"]["samples_seen"] == 14  # 7 steps × batch 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -161,8 +162,13 @@ def test_openvla_stack_tokenizes_our_export_exactly_as_we_do(model_and_space, tm
     expected = tokenizer(texts).input_ids
 
     theirs_dir = tmp_path / "theirs"
+    # Our files without tokenizer.json: 4.40 then converts tokenizer.model using our tokenizer_config.json (the
+    # path on which a null add_prefix_space used to drop the "▁" prefix: "In" 797 instead of "▁In" 512).
+    no_json_dir = tmp_path / "ours-without-tokenizer-json"
+    shutil.copytree(ours_dir, no_json_dir)
+    (no_json_dir / "tokenizer.json").unlink()
     request = {"texts": texts, "write": {"spm": str(spm_file), "out": str(theirs_dir)}}
-    answer = run_side(python, {**request, "load": [str(ours_dir), str(theirs_dir)]})
+    answer = run_side(python, {**request, "load": [str(ours_dir), str(theirs_dir), str(no_json_dir)]})
     assert answer["versions"] == {"transformers": "4.40.1", "tokenizers": "0.19.1"}
     ids, info = answer["ids"][str(ours_dir)], answer["info"][str(ours_dir)]
     official_ids = answer["ids"][str(theirs_dir)]
@@ -182,8 +188,9 @@ def test_openvla_stack_tokenizes_our_export_exactly_as_we_do(model_and_space, tm
     # transformers 5 does not: OpenVLA's prompts never start with whitespace.
     leading = [t for t in texts if re.search(r"(^|<s>|</s>)\s", t)]  # a text segment that starts with whitespace
     assert leading == ["<s> hello", " leading space"]
+    converted_ids = answer["ids"][str(no_json_dir)]
     for cls in ("AutoTokenizer", "LlamaTokenizerFast", "LlamaTokenizer"):
-        for source in (ids, official_ids):
+        for source in (ids, official_ids, converted_ids):
             mismatch = [t for t, a, b in zip(texts, source[cls], expected, strict=True) if a != b]
             assert set(mismatch) <= set(leading), (cls, mismatch)
     assert ids["LlamaTokenizer"][texts.index(" leading space")][:2] == [1, space_id]
@@ -196,6 +203,7 @@ def test_openvla_stack_tokenizes_our_export_exactly_as_we_do(model_and_space, tm
     first = ids["AutoTokenizer"][0]
     assert first[:3] == tokenizer(build_action_prompt(INSTRUCTIONS[0])).input_ids[:3]
     assert tokenizer.convert_ids_to_tokens(first[1]) == "▁In"
+    assert converted_ids["AutoTokenizer"][0][1] == first[1] == (512 if space_id == 29871 else 560)
     for k, token_id in enumerate(ACTION_IDS):
         assert ids["AutoTokenizer"][7 + k][-3:] == [space_id, token_id, 2]
         assert ids["LlamaTokenizer"][7 + k][-3:] == [space_id, token_id, 2]

@@ -77,6 +77,9 @@ class Policy:
         self.image_processor = getattr(processor, "image_processor", processor)
         self.tokenizer = processor.tokenizer
         self.transform = ModelTransform.from_config(model.config, center_crop)
+        from openvla.tf_import import limit_tensorflow_threads
+
+        limit_tensorflow_threads(1)  # the transform's one TF op per frame must not fight torch for the cores
         self.unnorm_key = unnorm_key or None
         self.max_sessions = max_sessions
         self.set_execution(execution, ensemble_decay)

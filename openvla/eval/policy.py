@@ -41,7 +41,6 @@ class RandomPolicy:
         low[-1], high[-1] = 0.0, 1.0  # gripper in the training convention
         self.low, self.high = low, high
         self.queries = 0
-        self.query_seconds: list[float] = []
         self._rng = np.random.default_rng(seed)
 
     def seed(self, seed: int) -> None:

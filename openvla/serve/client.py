@@ -116,7 +116,6 @@ class RemotePolicy:
         self.sessions = SessionStore(execution, ensemble_decay) if execution != "chunk" else None
         self._new_episode: set[str] = set()
         self.queries = 0  # HTTP requests sent
-        self.query_seconds: list[float] = []
 
     def describe(self) -> dict:
         """The server's ``/health``: its model's transform, K, proprio size, datasets and execution mode."""
@@ -128,13 +127,10 @@ class RemotePolicy:
             self.sessions.reset(session)
 
     def act(self, observation: dict, *, session: str = "default") -> np.ndarray:
-        import time
-
         instruction = str(observation["instruction"])
         unnorm_key = observation.get("unnorm_key") or self.unnorm_key
 
         def query() -> np.ndarray:
-            start = time.perf_counter()
             out = self.client.act(
                 observation["image"],
                 instruction,
@@ -144,7 +140,6 @@ class RemotePolicy:
                 reset=session in self._new_episode,
             )
             self._new_episode.discard(session)
-            self.query_seconds.append(time.perf_counter() - start)
             self.queries += 1
             return np.asarray(out, dtype=np.float32)
 

@@ -1,5 +1,6 @@
-"""openvla.actions: normalization with dataset statistics and action tokenizers (DESIGN §4, §5)."""
+"""openvla.actions: normalization with dataset statistics and action tokenizers (DESIGN §4, §5, §15)."""
 
+from openvla.actions.fast import FastActionTokenizer
 from openvla.actions.normalization import NORMALIZATION_KINDS, NormalizationError, normalize, unnormalize
 from openvla.actions.tokenizer import (
     ActionTokenizer,
@@ -12,6 +13,7 @@ from openvla.actions.tokenizer import (
 __all__ = [
     "NORMALIZATION_KINDS",
     "ActionTokenizer",
+    "FastActionTokenizer",
     "NormalizationError",
     "QuantileActionTokenizer",
     "load_action_tokenizer",

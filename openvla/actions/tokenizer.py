@@ -20,8 +20,12 @@ that fell in each bin (the conditional mean minimizes the squared reconstruction
 dimensions such as a binary gripper). Its arrays are per dimension, so inputs must have the action dimension on the
 last axis (a flat 1-D run of whole actions is accepted and reshaped).
 
-``save_action_tokenizer`` / ``load_action_tokenizer`` store either kind as ``action_tokenizer.json`` (+ ``.npy``
-arrays for fitted kinds) in a directory written atomically, so training and exports restore the exact tokenizer.
+``FastActionTokenizer`` (``openvla.actions.fast``) encodes whole chunks with DCT + BPE into a variable number of ids
+from the vocabulary's last ``fast_vocab_size`` pieces (DESIGN §15).
+
+``save_action_tokenizer`` / ``load_action_tokenizer`` store any kind as ``action_tokenizer.json`` (+ ``.npy``
+arrays for quantile bins, the BPE model for FAST) in a directory written atomically, so training and exports restore
+the exact tokenizer.
 """
 
 from __future__ import annotations
@@ -241,6 +245,8 @@ def save_action_tokenizer(
     if extra:
         meta["extra"] = dict(extra)
     with atomic_directory(directory) as tmp:
+        if getattr(tokenizer, "scheme", None) == "fast":
+            (tmp / meta["bpe_file"]).write_text(tokenizer.bpe_json())
         if isinstance(tokenizer, QuantileActionTokenizer):
             np.save(tmp / "bins.npy", tokenizer.bins)
             np.save(tmp / "bin_centers.npy", tokenizer.bin_centers)
@@ -272,7 +278,11 @@ def load_action_tokenizer(directory: str | Path) -> ActionTokenizer:
         if tok.n_bins != int(meta["n_bins"]):
             raise ValueError(f"{path}: n_bins {meta['n_bins']} disagrees with bins.npy ({tok.n_bins} edges)")
         return tok
-    raise ValueError(f"{path}: unknown scheme {scheme!r}; expected 'uniform' or 'quantile'")
+    if scheme == "fast":
+        from openvla.actions.fast import FastActionTokenizer
+
+        return FastActionTokenizer.from_saved(meta, (directory / meta["bpe_file"]).read_text())
+    raise ValueError(f"{path}: unknown scheme {scheme!r}; expected 'uniform', 'quantile' or 'fast'")
 
 
 def read_tokenizer_metadata(directory: str | Path) -> dict[str, Any]:

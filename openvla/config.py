@@ -115,15 +115,24 @@ class ModelConfig:
 class BinsConfig:
     """Action tokenizer fitting (DESIGN §4)."""
 
-    scheme: Literal["uniform", "quantile"] = "uniform"  # uniform = OpenVLA's fixed bins; quantile = fitted per dim
+    scheme: Literal["uniform", "quantile", "fast"] = "uniform"  # uniform = OpenVLA's bins; quantile = fitted per
+    # dim; fast = DCT + BPE over chunks of K actions (DESIGN §15; needs model.action_head tokens, token by token)
     n_bins: int = 256  # bin edges per dimension (n_bins − 1 decode values); ids are the vocabulary's last n_bins
     normalization: Literal["bounds_q99", "bounds", "normal"] = "bounds_q99"  # must match training (bounds_q99)
     max_samples: int = 200_000  # actions read per dataset (whole training episodes, file order) to fit and measure
     uniform_mix: float = 0.1  # quantile: bins = (1 − mix)·quantile bins + mix·OpenVLA's (> 0: no zero-width bin)
     decode: Literal["mean", "quantile"] = "mean"  # quantile scheme: decode to the bin mean or its quantile value
     heldout_fraction: float = 0.1  # every 1/fraction-th episode is held out to measure a refitted tokenizer
+    fast_scale: float = 10.0  # fast: DCT coefficients × scale, rounded (per-value error ≤ 0.5·√K / scale)
+    fast_vocab_size: int = 1024  # fast: BPE tokens at most; they take the vocabulary's last fast_vocab_size ids
+    fast_chunk: int = 0  # fast: K actions per chunk; 0 = data.chunk (what the model is trained with)
 
     def __post_init__(self) -> None:
+        if self.fast_scale <= 0:
+            raise ValueError(f"fast_scale must be positive, got {self.fast_scale}")
+        if self.fast_vocab_size < self.n_bins or self.fast_chunk < 0:
+            raise ValueError(f"fast_vocab_size must be at least n_bins ({self.n_bins}) and fast_chunk ≥ 0, got "
+                             f"{self.fast_vocab_size} and {self.fast_chunk}")  # fmt: skip
         if self.n_bins < 2:
             raise ValueError(f"n_bins must be at least 2, got {self.n_bins}")
         if not 0.0 <= self.uniform_mix <= 1.0:

@@ -187,3 +187,74 @@ def test_fit_on_real_bridge_rlds(tmp_path, bridge_data_dir):
     assert summary["per_dim"]["6"]["err_norm_mean"] == 0.0  # the binarized gripper
     tok = load_action_tokenizer(tmp_path / "tokenizer")
     assert tok.action_dim == 7
+
+
+def _smooth_two_datasets():
+    """Two datasets of smooth episodes (different scales) as standardized actions, with their statistics."""
+    from test_fast import smooth_episodes
+
+    raws, stats, dataset_index, episode_index = [], [], [], []
+    for g, scale in enumerate((0.01, 0.5)):
+        normalized, episodes = smooth_episodes(n_episodes=20, length=50, seed=g)
+        raw = np.concatenate([normalized[:, :6] * scale, normalized[:, 6:]], axis=1)
+        raws.append(raw)
+        stats.append(_stats(raw, [True] * 6 + [False]))
+        dataset_index.append(np.full(len(raw), g))
+        episode_index.append(episodes)
+    return np.concatenate(raws), stats, np.concatenate(dataset_index), np.concatenate(episode_index)
+
+
+def test_fast_scheme_reports_tokens_per_chunk_and_errors_next_to_uniform():
+    from openvla.actions import FastActionTokenizer
+
+    raw, stats, dataset_index, episode_index = _smooth_two_datasets()
+    _, uniform, _ = measure_tokenizer(BinsConfig(), V, raw, stats, dataset_index, episode_index)
+    tok, fast, arrays = measure_tokenizer(BinsConfig(scheme="fast"), V, raw, stats, dataset_index, episode_index, 8)
+    assert isinstance(tok, FastActionTokenizer) and tok.chunk == 8 and tok.action_dim == 7
+    assert set(uniform) <= set(fast)  # the uniform scheme's keys are all there (dvc exp show lines them up)
+    assert fast["effective_bins_mean"] is None and fast["bins_used_mean"] is None
+    assert fast["num_actions"] == fast["num_chunks"] == 2000 and fast["num_episodes"] == 40
+    assert fast["uniform_tokens_per_chunk"] == 56 and fast["chunk"] == 8
+    assert 1 <= fast["tokens_per_chunk_mean"] < 28 and fast["tokens_per_chunk_max"] <= 56
+    assert fast["compression_ratio"] == pytest.approx(56 / fast["tokens_per_chunk_mean"])
+    assert fast["heldout_compression_ratio"] > 2 and fast["heldout_tokens_per_chunk_max"] <= 56
+    assert fast["rounding_bound"] == pytest.approx(0.5 * np.sqrt(8) / 10)
+    assert fast["err_norm_max"] <= fast["rounding_bound"] + 1e-6
+    assert fast["heldout_err_norm_max"] <= fast["rounding_bound"] + 1e-6
+    # uniform bins (1/255 at most) are finer per value than FAST's rounding at scale 10 on these chunks
+    assert fast["uniform_err_norm_mean"] < fast["err_norm_mean"] < 0.03
+    assert fast["uniform_heldout_err_norm_mean"] < fast["heldout_err_norm_mean"] < 0.03
+    # dataset units follow each dataset's own statistics: the small-scale dataset's errors are ~50× smaller
+    assert 0 < fast["err_raw_mean"] < fast["err_norm_mean"]
+    assert arrays["lengths"].sum() == arrays["token_counts"].sum()
+    assert fast["tokens_used"] <= fast["fast_tokens_learned"] <= 1024
+    finer = BinsConfig(scheme="fast", fast_scale=40.0)
+    _, fine, _ = measure_tokenizer(finer, V, raw, stats, dataset_index, episode_index, 8)
+    assert (
+        fine["err_norm_mean"] < fast["err_norm_mean"] / 3
+        and fine["tokens_per_chunk_mean"] > fast["tokens_per_chunk_mean"]
+    )
+
+
+def test_stage_fits_fast_with_the_chunk_length(tmp_path, monkeypatch):
+    raw, stats, dataset_index, episode_index = _smooth_two_datasets()
+    names = ["set_a", "set_b"]
+    monkeypatch.setattr(fit_module, "read_training_actions", lambda *a: (names, raw, dataset_index, episode_index))
+    monkeypatch.setenv("OPENVLA_TRACKING", "off")
+    statistics = tmp_path / "dataset_statistics.json"
+    statistics.write_text(json.dumps({name: {"action": s} for name, s in zip(names, stats, strict=True)}))
+    kwargs = dict(data_dir=tmp_path, statistics_path=statistics, mixture="x", vocab_size=V, out_dir=tmp_path / "tok")
+    with pytest.raises(ValueError, match=r"set bins\.fast_chunk"):
+        fit_bins(BinsConfig(scheme="fast"), plots_dir=tmp_path / "plots", **kwargs)
+    summary = fit_bins(BinsConfig(scheme="fast"), plots_dir=tmp_path / "plots", chunk=8, **kwargs)
+    assert summary["chunk"] == 8
+    tok = load_action_tokenizer(tmp_path / "tok")
+    assert tok.scheme == "fast" and tok.chunk == 8 and tok.bpe_vocab_size == summary["fast_tokens_learned"]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "errors.csv", "token_usage.csv", "tokens_per_chunk.csv",
+    ]  # fmt: skip
+    lengths = np.loadtxt(tmp_path / "plots" / "tokens_per_chunk.csv", delimiter=",", skiprows=1)
+    assert lengths[:, 1].sum() == 2000
+    # bins.fast_chunk wins over the data's chunk
+    summary = fit_bins(BinsConfig(scheme="fast", fast_chunk=4), plots_dir=tmp_path / "p4", chunk=8, **kwargs)
+    assert summary["chunk"] == 4 and summary["uniform_tokens_per_chunk"] == 28

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -114,14 +115,16 @@ def _write_datasets(data_dir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     from openvla.actions import ActionTokenizer, save_action_tokenizer
-    from openvla.data import compute_dataset_statistics, load_registry_file
+    from openvla.data import compute_dataset_statistics, load_registry_file, registry
     from openvla.model import get_model_config
 
     root = tmp_path_factory.mktemp("mixture")
     (root / "registry.py").write_text(REGISTRY_FILE)
-    load_registry_file(root / "registry.py")
+    registry.dataset_names()  # the built-in entries loaded, so that they are part of what is restored
+    saved = dict(registry._DATASETS), dict(registry._MIXTURES)
+    load_registry_file(root / "registry.py")  # for the statistics; the training processes load it themselves
     _write_datasets(root / "data" / "rlds")
     stats = {name: compute_dataset_statistics(root / "data" / "rlds", name) for name in WEIGHTS}
     (root / "data" / "stats").mkdir(parents=True)
@@ -136,7 +139,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params["pretrain"].update(nproc=2, strategy="ddp", steps=STEPS, batch_size=BATCH, save_every=0, keep_last=1,
                               log_every=1, schedule="constant", warmup_steps=0, cpu_threads=1)  # fmt: skip
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    return root
+    yield root
+    for table, entries in zip((registry._DATASETS, registry._MIXTURES), saved, strict=True):
+        table.clear()
+        table.update(entries)  # leave this process's registry as it was for the other tests
 
 
 @pytest.mark.slow

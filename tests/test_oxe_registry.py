@@ -54,14 +54,15 @@ OFT_EXTRA_DATASETS = {
 
 def test_registry_holds_every_upstream_dataset_and_mixture():
     assert len(OPENVLA_DATASETS) == 70 and len(OFT_EXTRA_DATASETS) == 5
-    names = set(registry.dataset_names())
+    names = set(oxe_configs.DATASETS)  # the shipped table (other tests may register more in this process)
+    assert names <= set(registry.dataset_names())
     assert names >= OPENVLA_DATASETS | OFT_EXTRA_DATASETS
     assert names - OPENVLA_DATASETS - OFT_EXTRA_DATASETS == {"libero_embedded"}
     # 18 named mixtures in OpenVLA's release (+ "libero_mix" in a later upstream revision), 5 more in OFT.
     assert len(oxe_mixtures.OPENVLA_MIXTURES) == 19 and len(oxe_mixtures.OFT_EXTRA_MIXTURES) == 5
-    assert len(registry.mixture_names()) == 30
-    assert set(oxe_mixtures.OPENVLA_MIXTURES) | set(oxe_mixtures.OFT_EXTRA_MIXTURES) <= set(registry.mixture_names())
-    for name in registry.mixture_names():  # every mixture names registered datasets with positive weights
+    assert len(oxe_mixtures.MIXTURES) == 30 and set(oxe_mixtures.MIXTURES) <= set(registry.mixture_names())
+    assert set(oxe_mixtures.OPENVLA_MIXTURES) | set(oxe_mixtures.OFT_EXTRA_MIXTURES) <= set(oxe_mixtures.MIXTURES)
+    for name in oxe_mixtures.MIXTURES:  # every shipped mixture names shipped datasets with positive weights
         entries = registry.get_mixture(name)
         assert entries and all(d in names and w > 0 for d, w in entries), name
     transforms = {config.standardize for config in oxe_configs.DATASETS.values()}

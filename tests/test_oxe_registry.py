@@ -203,3 +203,37 @@ def test_droid_action_space_and_zero_action_filter():
     keep_default = [bool(zero_action_filter({"action": normalized[i : i + 1]})) for i in range(4)]
     assert keep_default == keep  # DROID's published bounds are the default
     assert config.frame_filter is zero_action_filter
+
+
+def test_the_loader_applies_a_datasets_frame_filter(tmp_path):
+    """A config's ``frame_filter`` (DROID's zero-action rule) drops frames in the training pipeline itself."""
+    from data_fixtures import write_npz_episodes
+
+    from openvla.config import ConvertConfig
+    from openvla.data import DatasetConfig, compute_dataset_statistics, make_dataset, register_dataset
+    from openvla.data.convert import convert_dataset
+    from openvla.data.standardize import identity_transform
+    from openvla.tf_import import import_tensorflow
+
+    tf = import_tensorflow()
+    write_npz_episodes(tmp_path / "raw", 3, 6, size=8, wrist=False)
+    convert_dataset(tmp_path / "raw", tmp_path / "rlds", ConvertConfig(input_format="npz", dataset_name="filtered_robot", rotate_180=False, drop_noops=False))  # fmt: skip
+
+    def moves_right(frame, action_stats):  # keep frames whose normalized first action dim is positive
+        return tf.reduce_all(frame["action"][..., 0] > 0.0)
+
+    common = {"image_obs_keys": {"primary": "image"}, "state_obs_keys": ("state",), "standardize": identity_transform}
+    register_dataset("filtered_robot", DatasetConfig(**common, frame_filter=moves_right), overwrite=True)
+    register_dataset("unfiltered_robot", DatasetConfig(**common, builder_names=("filtered_robot",)), overwrite=True)
+    stats = compute_dataset_statistics(str(tmp_path / "rlds"), "filtered_robot")
+
+    def first_dims(name: str) -> list[float]:
+        frames = make_dataset(
+            tmp_path / "rlds", name, statistics={name: stats}, train=False, image_size=8, shuffle_buffer=1,
+            image_augmentation=False, seed=0, num_parallel_calls=1, num_parallel_reads=1,
+        )  # fmt: skip
+        return [float(np.asarray(f["action"]).reshape(-1)[0]) for f in frames.as_numpy_iterator()]
+
+    everything, kept = first_dims("unfiltered_robot"), first_dims("filtered_robot")
+    assert kept == [v for v in everything if v > 0.0]
+    assert 0 < len(kept) < len(everything)

@@ -211,7 +211,11 @@ def _episode_pipeline(
         ds = ds.traj_map(lambda traj: tt.subsample(traj, subsample_length, seed), num_parallel_calls)
     if train:
         ds = ds.repeat()
-    return ds.flatten(num_parallel_calls)
+    frames = ds.flatten(num_parallel_calls)
+    frame_filter = get_dataset_config(name).frame_filter  # e.g. DROID's zero-action frames
+    if frame_filter is not None:
+        frames = frames.filter(lambda frame: frame_filter(frame, stats["action"]))
+    return frames
 
 
 def _frame_transform(image_size: int, augment: bool):

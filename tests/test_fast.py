@@ -182,3 +182,158 @@ def test_prompts_never_produce_fast_ids():
         for text in instructions
     )
     assert highest < V - 1024
+
+
+# -- training labels and decoding with the tiny VLA ------------------------------------------------------------------
+def _fast_model(fitted, seed: int = 0):
+    from test_action_chunks import chunk_model
+
+    model = chunk_model("tokens", parallel=False, chunk=K, seed=seed)
+    model.action_tokenizer = fitted
+    return model
+
+
+def _fast_transform(model, tokenizer):
+    from model_fixtures import mistral_tokenizer
+
+    from openvla.model.batching import VLABatchTransform
+    from openvla.model.image_processing import PrismaticImageProcessor
+    from openvla.model.prompts import get_prompt_builder
+
+    cfg = model.config
+    return VLABatchTransform(
+        mistral_tokenizer(),
+        tokenizer,
+        PrismaticImageProcessor.from_vla_config(cfg),
+        lambda: get_prompt_builder(cfg.llm_backbone_id),
+        action_chunk=cfg.action_chunk,
+        parallel_decoding=cfg.parallel_decoding,
+        use_proprio=cfg.use_proprio,
+    )
+
+
+def _fast_batch(model, tokenizer, chunks: np.ndarray) -> dict:
+    from model_fixtures import INSTRUCTIONS, fake_frame, mistral_tokenizer
+
+    from openvla.model.batching import PaddedCollator
+
+    transform = _fast_transform(model, tokenizer)
+    frames = []
+    for i, chunk in enumerate(chunks):
+        frame = fake_frame(i, INSTRUCTIONS[i % 3], chunk=K)
+        frame["action"] = chunk[None].astype(np.float32)
+        frames.append(frame)
+    return PaddedCollator(mistral_tokenizer().pad_token_id)([transform(f) for f in frames])
+
+
+def _prompts(batch: dict) -> tuple:
+    """Each row's prompt (up to and including "▁", before the first label), right-padded, and its mask."""
+    import torch
+
+    lengths = [int(row.ne(-100).nonzero()[0]) for row in batch["labels"]]
+    ids = torch.zeros((len(lengths), max(lengths)), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, n in enumerate(lengths):
+        ids[i, :n], mask[i, :n] = batch["input_ids"][i, :n], 1
+    return ids, mask
+
+
+def test_training_sequence_is_the_prompt_space_fast_ids_and_eos(fitted, split_chunks):
+    from model_fixtures import INSTRUCTIONS, fake_frame
+    from test_action_chunks import chunk_model, transform_for
+
+    model = _fast_model(fitted)
+    chunk = split_chunks[1][7]
+    frame = fake_frame(0, INSTRUCTIONS[1], chunk=K)
+    frame["action"] = chunk[None].astype(np.float32)
+    item = _fast_transform(model, fitted)(frame)
+    uniform = transform_for(model)(frame)  # OpenVLA's K·D tokens of the same chunk (re-tokenized text)
+    fast_ids = fitted.encode_chunk(chunk.astype(np.float32)).tolist()
+    n = len(fast_ids)
+    assert 1 <= n < K * D
+    ids, labels = item["input_ids"].tolist(), item["labels"].tolist()
+    assert ids[-(n + 1) :] == [*fast_ids, 2]  # FAST ids + </s>
+    assert ids[: -(n + 1)] == uniform["input_ids"].tolist()[: -(K * D + 1)]  # same prefix, ending with "▁"
+    assert ids[-(n + 2)] == model.config.space_token_id == 28705
+    assert labels[: -(n + 1)] == [-100] * (len(ids) - n - 1) and labels[-(n + 1) :] == ids[-(n + 1) :]
+    with pytest.raises(ValueError, match="parallel_decoding=false"):
+        _fast_transform(chunk_model("tokens", parallel=True, chunk=K), fitted)
+    with pytest.raises(ValueError, match=r"bins\.fast_chunk = data\.chunk"):
+        _fast_transform(chunk_model("tokens", parallel=False, chunk=2), fitted)
+
+
+def test_tiny_vla_learns_fast_sequences_and_decodes_them_to_chunks(fitted, split_chunks, tmp_path):
+    """A few training steps on two chunks; greedy decoding until </s> gives back their FAST ids, so the predicted
+    chunks equal the tokenizer's decoding of them (no repair), one prompt at a time or as a batch; the objective
+    trains on it; the export carries the tokenizer and a loaded Policy predicts the same chunks."""
+    import torch
+    from test_action_chunks import _train
+
+    from openvla.train.vla import VLAObjective
+
+    model = _fast_model(fitted, seed=1)
+    chunks = split_chunks[1][[3, 100]]
+    batch = _fast_batch(model, fitted, chunks)
+    targets = fitted.encode_chunks(chunks.astype(np.float32))
+    assert len(targets[0]) != len(targets[1])  # variable lengths, right-padded by the collator
+    loss, sums = VLAObjective(fitted, torch.device("cpu"))(model, batch)
+    assert torch.isfinite(loss) and sums["count"] == sum(len(t) for t in targets)  # accuracy over FAST ids only
+    losses = _train(model, batch, steps=60)
+    assert losses[-1] < 0.05 * losses[0]
+
+    ids, mask = _prompts(batch)
+    pixels = batch["pixel_values"]
+    assert mask.sum(1).tolist() == [20, 21]  # prompts of different lengths, right-padded
+    rows, ended = model.generate_until_eos(ids, pixels, mask, max_tokens=K * D + 1)
+    assert ended.all() and [r.tolist() for r in rows] == [t.tolist() for t in targets]
+    fitted.reset_repair_counts()
+    predicted = model.predict_normalized_chunk(ids, pixels, mask)
+    assert fitted.repair_counts() == {"decoded": 2, "dropped_ids": 0, "padded": 0, "cut": 0, "repaired": 0}
+    np.testing.assert_array_equal(predicted, fitted.decode_chunks(targets))
+    assert np.abs(predicted - chunks).max() <= max_abs_error(K, 10.0) + 1e-6
+    one = model.predict_normalized_chunk(ids[1:, : int(mask[1].sum())], pixels[1:])  # alone = in the batch
+    np.testing.assert_array_equal(one[0], predicted[1])
+    actions = model.predict_action(ids[:1, : int(mask[0].sum())], pixels[:1], unnorm_key="libero_embedded")
+    assert actions.shape == (K, D)  # unnormalized with the model's statistics
+    with pytest.raises(ValueError, match="use predict_fast_tokens"):
+        model.predict_chunk_tokens(ids, pixels, mask)
+
+    # export → Policy: the FAST tokenizer travels in action_tokenizer/ and decodes the same chunks
+    import json
+
+    from PIL import Image
+
+    from openvla.actions import save_action_tokenizer
+    from openvla.hf.export import export_hf
+    from openvla.policy import Policy
+
+    source = tmp_path / "merged"
+    model.save_pretrained(str(source))
+    (source / "dataset_statistics.json").write_text(json.dumps(model.config.norm_stats))
+    save_action_tokenizer(fitted, source / "action_tokenizer")
+    export_hf(source, tmp_path / "hf", max_shard_size="5GB", dtype="auto", tokenizer="mistral-v1")
+    policy = Policy.from_pretrained(tmp_path / "hf", device="cpu")
+    assert isinstance(policy.action_tokenizer, FastActionTokenizer) and policy.chunk_size == K
+    frame = Image.fromarray(np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8))
+    from model_fixtures import INSTRUCTIONS
+
+    prediction = policy.predict([np.asarray(frame)] * 2, [INSTRUCTIONS[0], INSTRUCTIONS[1]])
+    assert prediction.chunk.shape == (2, K, D) and prediction.chunk_actions.shape == (2, K, D)
+    assert prediction.tokens.shape == (2, D) and np.isfinite(prediction.chunk).all()
+    np.testing.assert_array_equal(prediction.tokens, policy.action_tokenizer.encode(prediction.chunk[:, 0]))
+
+
+def test_an_untrained_vla_generates_invalid_sequences_that_are_repaired_and_counted(fitted, split_chunks, caplog):
+    """A random model emits text ids and no </s>: generation stops at K·D + 1 tokens, the tokenizer drops the
+    invalid ids and pads the coefficients, and the decoded chunks are plain (K, D) arrays."""
+    tok = FastActionTokenizer(V, K, D, fitted.bpe, scale=10.0, fast_vocab_size=1024)
+    model = _fast_model(tok, seed=2)
+    batch = _fast_batch(model, tok, split_chunks[1][[0, 1]])
+    ids, mask = _prompts(batch)
+    with caplog.at_level(logging.WARNING):
+        chunks = model.predict_normalized_chunk(ids, batch["pixel_values"], mask)
+    assert chunks.shape == (2, K, D) and chunks.dtype == np.float32 and np.isfinite(chunks).all()
+    counts = tok.repair_counts()
+    assert counts["decoded"] == 2 and counts["repaired"] >= 2 and counts["dropped_ids"] == 2
+    assert any("without </s>" in r.getMessage() for r in caplog.records)
+    assert any("FAST: repaired" in r.getMessage() for r in caplog.records)

@@ -10,6 +10,12 @@ pieces of the chunk (K = 1 is OpenVLA's current action only). With ``parallel_de
 only (the model appends "▁" and the slots) and the targets are ``action_labels`` (the K·D token ids) and
 ``actions`` (the normalized chunk, for the L1 head). ``use_proprio`` adds ``proprio`` (the normalized state of the
 current step). Observation history (window > 1): the current (last) frame of the window is used.
+
+FAST action tokens (``bins.scheme: fast``, a ``FastActionTokenizer``; token by token only): the chunk (K, D) is
+encoded into a variable number of FAST ids and the sequence is built from ids, not re-tokenized text: the inference
+prompt (BOS + question turn) + "▁" (what ``predict_action`` appends) + the FAST ids + ``</s>``, labels only on the
+FAST ids and ``</s>``. The prefix is exactly the uniform scheme's (whose text re-tokenizes to prompt + "▁" + ids),
+and building from ids means no BPE piece can be merged with its neighbours by the text tokenizer.
 """
 
 from __future__ import annotations
@@ -74,6 +80,18 @@ class VLABatchTransform:
         self.action_chunk = action_chunk
         self.parallel_decoding = parallel_decoding
         self.use_proprio = use_proprio
+        self.fast = getattr(action_tokenizer, "scheme", None) == "fast"
+        if self.fast and parallel_decoding:
+            raise ValueError(
+                "FAST action tokens (bins.scheme=fast) are a variable-length sequence decoded token by token: use "
+                "model.action_head=tokens with model.parallel_decoding=false"
+            )
+        if self.fast and action_tokenizer.chunk != action_chunk:
+            raise ValueError(
+                f"the FAST tokenizer encodes chunks of {action_tokenizer.chunk} actions, the model predicts "
+                f"{action_chunk}: refit it with bins.fast_chunk = data.chunk"
+            )
+        self._space_id: int | None = None
 
     def action_text(self, action_ids: np.ndarray) -> str:
         """The text whose tokens are ``action_ids`` (OpenVLA decodes the ids and re-tokenizes the string)."""
@@ -95,6 +113,28 @@ class VLABatchTransform:
         input_ids = torch.tensor(ids, dtype=torch.long)
         labels = input_ids.clone()
         labels[: -len(expected)] = IGNORE_INDEX
+        if not self.predict_stop_token:
+            labels[-1] = IGNORE_INDEX
+        return input_ids, labels
+
+    def space_token_id(self) -> int:
+        """The id of the lone SentencePiece "▁" (what follows ``Out:`` before the action tokens)."""
+        if self._space_id is None:
+            space = self.text_tokenizer.convert_tokens_to_ids("▁")
+            if space is None or space == self.text_tokenizer.unk_token_id:
+                raise ValueError("the text tokenizer has no '▁' piece to put between the prompt and FAST tokens")
+            self._space_id = int(space)
+        return self._space_id
+
+    def tokenize_fast(self, instruction: str, chunk: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt + "▁" + the FAST ids of ``chunk`` (K, D) + EOS → (input_ids, labels), both int64 [L]."""
+        prompt = self.tokenize_prompt(instruction).tolist()
+        if prompt[-1] != self.space_token_id():
+            prompt.append(self.space_token_id())
+        action_ids = self.action_tokenizer.encode_chunk(chunk).tolist()
+        input_ids = torch.tensor([*prompt, *action_ids, self.text_tokenizer.eos_token_id], dtype=torch.long)
+        labels = input_ids.clone()
+        labels[: len(prompt)] = IGNORE_INDEX
         if not self.predict_stop_token:
             labels[-1] = IGNORE_INDEX
         return input_ids, labels
@@ -127,6 +167,8 @@ class VLABatchTransform:
             labels = torch.full_like(input_ids, IGNORE_INDEX)
             action_ids = np.asarray(self.action_tokenizer.encode(actions), dtype=np.int64).reshape(-1)
             out["action_labels"] = torch.from_numpy(action_ids)
+        elif self.fast:
+            input_ids, labels = self.tokenize_fast(instruction, actions)
         else:
             input_ids, labels = self.tokenize(instruction, actions.reshape(-1))
         out.update(

@@ -6,6 +6,11 @@ different lengths are left-aligned internally (``_left_aligned_prompt``) and dec
 same tokens as one prompt at a time. OpenVLA-OFT's options decode here too: K·D action slots in one forward
 (``parallel_forward``), read by the token head or the L1 head, with an optional proprio token.
 
+FAST action tokens (a ``FastActionTokenizer`` attached to the model, tokens head, token by token): each prompt
+generates until ``</s>`` or the longest valid sequence (K·D tokens) + 1 (``generate_until_eos``), and the ids
+before ``</s>`` decode (BPE → coefficients → inverse DCT) to the normalized (K, D) chunk; an invalid sequence is
+repaired by the tokenizer (logged and counted in ``action_tokenizer.repair_counts()``), never raised.
+
 Inference callers use ``openvla.policy.Policy``, which adds the observation transform and chunk execution.
 """
 
@@ -172,6 +177,88 @@ class ActionDecodingMixin:
             )
         return torch.stack(generated, dim=1)
 
+    @property
+    def uses_fast_tokens(self) -> bool:
+        """True when the attached action tokenizer is FAST (variable-length sequences ending with ``</s>``)."""
+        return getattr(self.action_tokenizer, "scheme", None) == "fast"
+
+    @torch.no_grad()
+    def generate_until_eos(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        max_tokens: int,
+        eos_token_id: int | None = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        proprio: torch.Tensor | None = None,
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Generate after each prompt (+ "▁") until every row has produced ``eos_token_id`` or ``max_tokens`` ids.
+
+        Returns each row's ids before its first EOS (int64) and a boolean array: True where the row ended with EOS
+        (False: cut at ``max_tokens``). Rows are left-aligned as in ``generate_action_tokens``, so a batch gives the
+        same ids as one prompt at a time.
+        """
+        eos = int(self.config.text_config.eos_token_id if eos_token_id is None else eos_token_id)
+        embeds, mask, position_ids = self._left_aligned_prompt(input_ids, pixel_values, attention_mask, proprio)
+        lm = self.language_model
+        out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=True, logits_to_keep=1)
+        bsz = embeds.shape[0]
+        finished = torch.zeros(bsz, dtype=torch.bool, device=embeds.device)
+        generated = []
+        for step in range(max_tokens):
+            token = _pick(out.logits[:, -1].float(), do_sample, temperature, generator)
+            generated.append(token)
+            finished |= token == eos
+            if bool(finished.all()) or step == max_tokens - 1:
+                break
+            mask = torch.cat([mask, mask.new_ones(bsz, 1)], dim=1)
+            position_ids = position_ids[:, -1:] + 1
+            out = lm(
+                input_ids=token[:, None],
+                attention_mask=mask,
+                position_ids=position_ids,
+                cache=out.cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        ids = torch.stack(generated, dim=1).cpu().numpy().astype(np.int64)  # [B, steps]
+        rows, ended = [], np.zeros(bsz, dtype=bool)
+        for i, row in enumerate(ids):
+            stops = np.flatnonzero(row == eos)
+            ended[i] = len(stops) > 0
+            rows.append(row[: stops[0]] if ended[i] else row)
+        return rows, ended
+
+    @torch.no_grad()
+    def predict_fast_tokens(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        proprio: torch.Tensor | None = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+    ) -> list[np.ndarray]:
+        """Each prompt's FAST ids (before ``</s>``), generated with at most K·D + 1 steps."""
+        if self.config.action_head != "tokens" or self.config.parallel_decoding:
+            raise ValueError("FAST action tokens need the tokens head decoded token by token (parallel_decoding off)")
+        tokenizer = self.action_tokenizer
+        if tokenizer.chunk != int(self.config.action_chunk):
+            raise ValueError(f"the FAST tokenizer encodes chunks of {tokenizer.chunk}, the model predicts "
+                             f"{self.config.action_chunk}")  # fmt: skip
+        rows, ended = self.generate_until_eos(
+            input_ids, pixel_values, attention_mask, max_tokens=tokenizer.max_tokens + 1, do_sample=do_sample,
+            temperature=temperature, proprio=proprio,
+        )  # fmt: skip
+        if not ended.all():
+            logger.warning("FAST: %d of %d sequences reached %d tokens without </s> (decoded as cut)",
+                           int((~ended).sum()), len(ended), tokenizer.max_tokens + 1)  # fmt: skip
+        return rows
+
     @torch.no_grad()
     def predict_chunk_tokens(
         self,
@@ -189,6 +276,8 @@ class ActionDecodingMixin:
         """
         if self.config.action_head != "tokens":
             raise ValueError(f"predict_chunk_tokens needs the tokens head, this model has {self.config.action_head!r}")
+        if self.uses_fast_tokens:
+            raise ValueError("FAST sequences have no (K, D) token layout: use predict_fast_tokens")
         K = int(self.config.action_chunk)
         D = int(action_dim) if action_dim and not self.config.parallel_decoding else int(self.config.action_dim)
         if self.config.parallel_decoding:
@@ -216,6 +305,14 @@ class ActionDecodingMixin:
         if self.config.action_head == "l1":
             out = self.parallel_forward(input_ids, pixel_values, attention_mask, proprio=proprio)
             return out.actions.float().clamp(-1.0, 1.0).cpu().numpy()
+        if self.uses_fast_tokens:
+            if action_dim and int(action_dim) != self.action_tokenizer.action_dim:
+                raise ValueError(f"the FAST tokenizer encodes {self.action_tokenizer.action_dim}-D actions, the "
+                                 f"statistics have {action_dim}")  # fmt: skip
+            rows = self.predict_fast_tokens(
+                input_ids, pixel_values, attention_mask, proprio, do_sample=do_sample, temperature=temperature
+            )
+            return self.action_tokenizer.decode_chunks(rows)
         ids = self.predict_chunk_tokens(
             input_ids, pixel_values, attention_mask, proprio, do_sample=do_sample, temperature=temperature,
             action_dim=action_dim,

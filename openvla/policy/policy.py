@@ -234,7 +234,8 @@ class Policy:
         kind = getattr(self.config, "action_normalization", "bounds_q99")
         inputs = self.inputs(images, instructions)
         ids, pixels, mask = inputs["input_ids"], inputs["pixel_values"], inputs["attention_mask"]
-        if not self.predicts_chunks:  # plain OpenVLA: token by token, exactly predict_action's path
+        fast = getattr(self.action_tokenizer, "scheme", None) == "fast"  # FAST: a chunk per query, even for K = 1
+        if not self.predicts_chunks and not fast:  # plain OpenVLA: token by token, exactly predict_action's path
             with torch.inference_mode():
                 tokens = self.model.generate_action_tokens(ids, pixels, mask, num_tokens=dim, do_sample=False)
             tokens = tokens.cpu().numpy().astype(np.int64)
@@ -256,11 +257,11 @@ class Policy:
             proprio = self.normalized_proprio(proprios, unnorm_key)
         batch, k = len(images), self.chunk_size
         with torch.inference_mode():
-            if self.action_head == "tokens":
+            if self.action_head == "tokens" and not fast:
                 all_tokens = self.model.predict_chunk_tokens(ids, pixels, mask, proprio, action_dim=dim)
                 chunk = np.asarray(self.action_tokenizer.decode(all_tokens), dtype=np.float32).reshape(batch, k, dim)
                 first_tokens = all_tokens[:, 0]
-            else:  # L1 head: regressed values; tokens = their bins
+            else:  # L1 head (regressed values) or FAST (decoded chunks); tokens = the per-value bins of them
                 chunk = self.model.predict_normalized_chunk(ids, pixels, mask, proprio=proprio, action_dim=dim)
                 chunk = np.asarray(chunk, dtype=np.float32).reshape(batch, k, dim)
                 first_tokens = np.asarray(self.action_tokenizer.encode(chunk[:, 0]), dtype=np.int64)

@@ -226,8 +226,8 @@ class ExportConfig:
 class EvalLiberoConfig:
     """Closed-loop LIBERO evaluation (DESIGN §11)."""
 
-    suite: str = "libero_spatial"
-    task_ids: list[int] = field(default_factory=lambda: [0])
+    suites: list[str] = field(default_factory=lambda: ["libero_spatial"])  # OpenVLA's protocol: the four below
+    task_ids: list[int] = field(default_factory=lambda: [0])  # of every suite; [] = all tasks of each suite
     episodes_per_task: int = 20
     first_init_state: int = 30  # fixed initial states [first, first + episodes) — disjoint from the demos'
     resolution: int = 128  # rendered camera size (must match the demos')
@@ -242,6 +242,8 @@ class EvalLiberoConfig:
     unnorm_key: str = ""  # dataset key of the model's action statistics ("" = its only one)
 
     def __post_init__(self) -> None:
+        if not self.suites:
+            raise ValueError("suites: name at least one LIBERO suite (libero_spatial, libero_object, libero_goal, ...)")
         if self.episodes_per_task < 1 or self.first_init_state < 0:
             raise ValueError("episodes_per_task must be ≥ 1 and first_init_state ≥ 0")
         if self.first_init_state + self.episodes_per_task > 50:

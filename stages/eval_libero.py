@@ -11,6 +11,7 @@ share a machine or a Python environment).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +27,10 @@ def main(
     server: Annotated[
         str, typer.Option(help="URL of an `openvla serve` to evaluate over HTTP instead of --model-dir.")
     ] = "",
+    suite: Annotated[
+        list[str] | None, typer.Option(help="Evaluate this suite instead of eval_libero.suites (repeatable).")
+    ] = None,
+    unnorm_key: Annotated[str | None, typer.Option(help="Instead of eval_libero.unnorm_key.")] = None,
     stats: Annotated[
         Path, typer.Option(help="Random policy only: dataset_statistics.json giving its action range (if it exists).")
     ] = Path("data/stats/dataset_statistics.json"),
@@ -44,11 +49,14 @@ def main(
         raise typer.BadParameter(f"--policy must be 'model' or 'random', got {policy!r}")
     kind = "server" if server else policy
 
+    overrides = {k: v for k, v in (("suites", suite), ("unnorm_key", unnorm_key)) if v}
+
     def extra(_):
-        return {"policy": kind, "model_dir": str(model_dir), "server": server}
+        return {"policy": kind, "model_dir": str(model_dir), "server": server,
+                **{f"override.{k}": v for k, v in overrides.items()}}  # fmt: skip
 
     with stage("eval-libero", params, metrics=metrics, extra_params=extra) as s:
-        cfg = s.cfg
+        cfg = dataclasses.replace(s.cfg, **overrides)
         spec = PolicySpec(
             kind=kind,
             model_dir=str(model_dir),

@@ -204,10 +204,13 @@ def test_random_policy_episodes_write_metrics_plots_and_video(spatial_env, tmp_p
     assert summary["episodes"] == 2 and summary["successes"] == 0 and summary["steps_mean"] == 4
     assert summary["ci95_low"] == 0.0 and summary["ci95_high"] == pytest.approx(wilson_interval(0, 2)[1])
     assert summary["init_states"] == [30, 32]
-    assert json.loads((tmp_path / "libero.json").read_text())["tasks"]["0"]["episodes"] == 2
+    assert json.loads((tmp_path / "libero.json").read_text())["suites"]["libero_spatial"]["tasks"]["0"]["episodes"] == 2
     with open(tmp_path / "plots" / "episodes.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [(r["task_id"], r["init_index"], r["steps"]) for r in rows] == [("0", "30", "4"), ("0", "31", "4")]
+    assert [(r["suite"], r["task_id"], r["init_index"], r["steps"]) for r in rows] == [
+        ("libero_spatial", "0", "30", "4"),
+        ("libero_spatial", "0", "31", "4"),
+    ]
     videos = list((tmp_path / "plots" / "videos").glob("*.mp4"))
     assert [v.name for v in videos] == ["libero_spatial_task0_init30_fail.mp4"] and videos[0].stat().st_size > 1000
     assert summary["videos"] == [str(videos[0])]
@@ -217,14 +220,20 @@ def test_video_selection_keeps_the_first_successes_and_failures_by_episode_not_a
     from openvla.eval.libero import EpisodeResult, VideoSelection
 
     def result(init: int, success: bool) -> EpisodeResult:
-        return EpisodeResult(0, init, success, 10, 1.0, [np.full((2, 2, 3), init, np.uint8)], [0.1])
+        return EpisodeResult("libero_spatial", 0, init, success, 10, 1.0, [np.full((2, 2, 3), init, np.uint8)], [0.1])
 
     kept = VideoSelection(2)
     for init, success in [(35, False), (33, True), (31, False), (38, True), (30, False), (34, True), (32, False)]:
         kept.offer(result(init, success))  # workers finish out of order
     chosen = kept.chosen()
-    assert [key for key, _ in chosen] == [(0, 33, "success"), (0, 34, "success"), (0, 30, "fail"), (0, 31, "fail")]
-    assert all(int(frames[0][0, 0, 0]) == key[1] for key, frames in chosen)  # each keeps its own frames
+    s = "libero_spatial"
+    assert [key for key, _ in chosen] == [
+        (s, 0, 33, "success"),
+        (s, 0, 34, "success"),
+        (s, 0, 30, "fail"),
+        (s, 0, 31, "fail"),
+    ]
+    assert all(int(frames[0][0, 0, 0]) == key[2] for key, frames in chosen)  # each keeps its own frames
     none = VideoSelection(0)
     none.offer(result(30, True))
     assert none.chosen() == []
@@ -234,15 +243,15 @@ def test_policy_speed_reports_latency_and_actions_per_second_of_policy_time():
     from openvla.eval.libero import EpisodeResult, policy_speed
 
     results = [
-        EpisodeResult(0, 30, True, 16, 5.0, query_seconds=[0.010, 0.020]),  # open loop, K = 8: 2 queries, 16 steps
-        EpisodeResult(0, 31, False, 8, 3.0, query_seconds=[0.030]),
+        EpisodeResult("libero_spatial", 0, 30, True, 16, 5.0, query_seconds=[0.010, 0.020]),  # K = 8 open loop
+        EpisodeResult("libero_spatial", 0, 31, False, 8, 3.0, query_seconds=[0.030]),
     ]
     speed = policy_speed(results)
     assert speed["query_latency_ms_median"] == pytest.approx(20.0)
     assert speed["query_latency_ms_p90"] == pytest.approx(28.0)  # numpy's linear interpolation of 10, 20, 30
     assert speed["queries_per_episode"] == pytest.approx(1.5)
     assert speed["actions_per_second"] == pytest.approx(24 / 0.060)
-    assert policy_speed([EpisodeResult(0, 0, False, 3, 1.0)]) == {}
+    assert policy_speed([EpisodeResult("libero_spatial", 0, 0, False, 3, 1.0)]) == {}
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +289,7 @@ def test_eval_over_http_gives_the_in_process_actions_and_success(
         episodes_per_task=2, first_init_state=30, resolution=SIM_RESOLUTION, videos=0, workers=1, max_steps=12,
         unnorm_key="libero_embedded", execution="ensemble",
     )  # fmt: skip
-    episodes = [EpisodeSpec(0, 30, video=False), EpisodeSpec(0, 31, video=False)]
+    episodes = [EpisodeSpec("libero_spatial", 0, 30, video=False), EpisodeSpec("libero_spatial", 0, 31, video=False)]
     common = {"unnorm_key": cfg.unnorm_key, "execution": cfg.execution, "ensemble_decay": cfg.ensemble_decay}
     local = list(run_episodes(cfg, PolicySpec(kind="model", model_dir=exported_oft_model, **common), episodes))
 
@@ -295,3 +304,37 @@ def test_eval_over_http_gives_the_in_process_actions_and_success(
         assert a.actions.shape == (12, 7)
         np.testing.assert_array_equal(a.actions, b.actions)
     assert len({a.actions[5].tobytes() for a in local}) == 2  # the two initial states led to different actions
+
+
+@pytest.mark.sim
+def test_one_run_over_two_suites_writes_the_per_suite_table(tmp_path):
+    """OpenVLA's protocol in one stage run: several suites, their tasks, fixed states, seeds logged, the papers' table."""
+    from openvla.eval.libero import episode_seed, evaluate_libero
+
+    cfg = EvalLiberoConfig(
+        suites=["libero_spatial", "libero_object"], task_ids=[0, 1], episodes_per_task=2, first_init_state=30,
+        resolution=SIM_RESOLUTION, videos=0, workers=1, max_steps=3,
+    )  # fmt: skip
+    summary = evaluate_libero(cfg, PolicySpec(kind="random", seed=0), metrics_path=tmp_path / "libero.json",
+                              plots_dir=tmp_path / "plots")  # fmt: skip
+    assert summary["episodes"] == 8 and summary["suites_evaluated"] == ["libero_spatial", "libero_object"]
+    for suite in cfg.suites:
+        entry = summary["suites"][suite]
+        assert entry["episodes"] == 4 and sorted(entry["tasks"]) == ["0", "1"]
+        assert all(t["episodes"] == 2 and t["language"] for t in entry["tasks"].values())
+        assert entry["ci95_high"] == pytest.approx(wilson_interval(entry["successes"], 4)[1])
+    rates = [summary["suites"][s]["success_rate"] for s in cfg.suites]
+    assert summary["average_success_rate"] == pytest.approx(np.mean(rates))
+    assert list(summary["table"]) == ["Spatial", "Object", "Average"]
+    assert summary["table"]["Average"] == pytest.approx(round(100 * np.mean(rates), 1))
+    with open(tmp_path / "plots" / "episodes.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["suite"], r["task_id"], r["init_index"]) for r in rows] == [
+        (s, t, i) for s in cfg.suites for t in ("0", "1") for i in ("30", "31")
+    ]
+    assert [int(r["seed"]) for r in rows] == [
+        episode_seed(0, r["suite"], int(r["task_id"]), int(r["init_index"])) for r in rows
+    ]
+    assert len({r["seed"] for r in rows}) == 8  # every episode its own seed, also across suites
+    with open(tmp_path / "plots" / "success.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4  # one row per (suite, task)

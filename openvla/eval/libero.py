@@ -21,6 +21,7 @@ import csv
 import logging
 import multiprocessing as mp
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,8 +52,19 @@ def libero_gripper(actions: np.ndarray) -> np.ndarray:
     return out
 
 
+# The OpenVLA / OpenVLA-OFT papers' column names.
+SUITE_COLUMNS = {
+    "libero_spatial": "Spatial",
+    "libero_object": "Object",
+    "libero_goal": "Goal",
+    "libero_10": "Long",
+    "libero_90": "LIBERO-90",
+}
+
+
 @dataclass(frozen=True)
 class EpisodeSpec:
+    suite: str
     task_id: int
     init_index: int  # index into the task's fixed initial states
     video: bool  # keep the frames for an MP4
@@ -60,6 +72,7 @@ class EpisodeSpec:
 
 @dataclass
 class EpisodeResult:
+    suite: str
     task_id: int
     init_index: int
     success: bool
@@ -68,6 +81,12 @@ class EpisodeResult:
     frames: list[np.ndarray] | None = None  # upright agentview frames when a video was asked for
     query_seconds: list[float] = field(default_factory=list)  # wall time of each policy query (model latency)
     actions: np.ndarray | None = None  # (steps, 7) actions executed, in the policy's convention
+    seed: int = 0  # the episode's seed (fixture layout, random policy): a function of (eval seed, suite, task, state)
+
+
+def episode_seed(seed: int, suite: str, task_id: int, init_index: int) -> int:
+    """The seed of one episode: the same (seed, suite, task, state) always gives the same scene and draws."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(suite.encode()), task_id, init_index]).generate_state(1)[0])
 
 
 @dataclass
@@ -156,21 +175,22 @@ def _run_spec(job: tuple[EvalLiberoConfig, PolicySpec, EpisodeSpec]) -> EpisodeR
     cfg, spec, ep = job
     state = _worker_state(cfg, spec)
     policy, envs = state["policy"], state["envs"]
-    if ep.task_id not in envs:
+    key = (ep.suite, ep.task_id)
+    if key not in envs:
         _close_envs()  # one live environment per worker
         envs = _WORKER["envs"]
-        task = get_task(cfg.suite, ep.task_id)
+        task = get_task(ep.suite, ep.task_id)
         env = make_env(task, cfg.resolution, ("agentview",), seed=cfg.seed, cheap_rendering=cfg.cheap_rendering)
-        envs[ep.task_id] = (env, task, init_states(task))
-    env, task, states = envs[ep.task_id]
+        envs[key] = (env, task, init_states(task))
+    env, task, states = envs[key]
     if ep.init_index >= len(states):
         raise ValueError(
-            f"{cfg.suite} task {ep.task_id} has {len(states)} fixed initial states; "
+            f"{ep.suite} task {ep.task_id} has {len(states)} fixed initial states; "
             f"eval_libero.first_init_state + episodes_per_task must stay ≤ {len(states)}"
         )
-    episode_seed = int(np.random.SeedSequence([cfg.seed, ep.task_id, ep.init_index]).generate_state(1)[0])
+    seed = episode_seed(cfg.seed, ep.suite, ep.task_id, ep.init_index)
     if hasattr(policy, "seed"):  # the random baseline: one reproducible stream per episode
-        policy.seed(episode_seed)
+        policy.seed(seed)
     start = time.perf_counter()
     actions: list[np.ndarray] = []
     rollout = run_episode(
@@ -179,14 +199,15 @@ def _run_spec(job: tuple[EvalLiberoConfig, PolicySpec, EpisodeSpec]) -> EpisodeR
         policy,
         task.language,
         max_steps=cfg.max_steps or task.max_steps,
-        session=f"{cfg.suite}/task{ep.task_id}/init{ep.init_index}",
-        layout_seed=episode_seed,
+        session=f"{ep.suite}/task{ep.task_id}/init{ep.init_index}",
+        layout_seed=seed,
         record=ep.video,
         actions=actions,
     )
     seconds = time.perf_counter() - start
-    return EpisodeResult(ep.task_id, ep.init_index, rollout.success, rollout.steps, seconds, rollout.frames or None,
-                         rollout.query_seconds, np.stack(actions) if actions else None)  # fmt: skip
+    return EpisodeResult(ep.suite, ep.task_id, ep.init_index, rollout.success, rollout.steps, seconds,
+                         rollout.frames or None, rollout.query_seconds, np.stack(actions) if actions else None,
+                         seed)  # fmt: skip
 
 
 def run_episodes(cfg: EvalLiberoConfig, spec: PolicySpec, episodes: list[EpisodeSpec]) -> Iterator[EpisodeResult]:
@@ -216,19 +237,19 @@ class VideoSelection:
 
     def __init__(self, per_outcome: int) -> None:
         self.per_outcome = per_outcome
-        self._kept: dict[str, dict[tuple[int, int], list[np.ndarray]]] = {"success": {}, "fail": {}}
+        self._kept: dict[str, dict[tuple[str, int, int], list[np.ndarray]]] = {"success": {}, "fail": {}}
 
     def offer(self, res: EpisodeResult) -> None:
         if not res.frames or self.per_outcome <= 0:
             return
         kept = self._kept["success" if res.success else "fail"]
-        kept[(res.task_id, res.init_index)] = res.frames
+        kept[(res.suite, res.task_id, res.init_index)] = res.frames
         if len(kept) > self.per_outcome:
             del kept[max(kept)]
 
-    def chosen(self) -> list[tuple[tuple[int, int, str], list[np.ndarray]]]:
-        """((task, state, outcome), frames) of the kept rollouts, successes first, each in (task, state) order."""
-        return [((t, i, outcome), kept[(t, i)]) for outcome, kept in self._kept.items() for t, i in sorted(kept)]
+    def chosen(self) -> list[tuple[tuple[str, int, int, str], list[np.ndarray]]]:
+        """((suite, task, state, outcome), frames) of the kept rollouts, successes first, each in episode order."""
+        return [((*key, outcome), kept[key]) for outcome, kept in self._kept.items() for key in sorted(kept)]
 
 
 # --- the stage ----------------------------------------------------------------------------------------------------
@@ -239,25 +260,31 @@ def evaluate_libero(
     plots_dir: str | Path = "plots/libero",
     run: Any | None = None,
 ) -> dict[str, Any]:
-    """Run every (task, initial state) episode of ``cfg``; write plots/videos; return the summary metrics."""
+    """Run every (suite, task, initial state) episode of ``cfg``; write plots/videos; return the summary metrics.
+
+    The summary holds the success over all episodes, per suite (``suites.<suite>``, with its tasks) and the average of
+    the suites' rates (``average_success_rate``), each with a 95% Wilson interval, and ``table``: the papers' row
+    (Spatial / Object / Goal / Long / Average, in %).
+    """
     from openvla.eval.video import write_mp4
-    from openvla.sim.libero_env import get_task
+    from openvla.sim.libero_env import get_task, num_tasks
 
     plots_dir = Path(plots_dir)
     if policy_spec.kind == "model" and not (Path(policy_spec.model_dir) / "config.json").is_file():
         raise FileNotFoundError(f"{policy_spec.model_dir}: no config.json; export a model first or use --policy random")
     if policy_spec.kind == "server":
         _check_server(policy_spec, cfg)
+    task_ids = {suite: list(cfg.task_ids) or list(range(num_tasks(suite))) for suite in cfg.suites}
+    tasks = {(suite, t): get_task(suite, t) for suite, ids in task_ids.items() for t in ids}
     episodes = [
-        EpisodeSpec(t, i, video=cfg.videos > 0)
-        for t in cfg.task_ids
+        EpisodeSpec(suite, t, i, video=cfg.videos > 0)
+        for suite, t in tasks
         for i in range(cfg.first_init_state, cfg.first_init_state + cfg.episodes_per_task)
     ]
-    tasks = {t: get_task(cfg.suite, t) for t in cfg.task_ids}
     start = time.perf_counter()
     results: list[EpisodeResult] = []
     kept = VideoSelection(cfg.videos)
-    bar = tqdm(total=len(episodes), desc=f"eval {cfg.suite}", unit="ep", dynamic_ncols=True)
+    bar = tqdm(total=len(episodes), desc=f"eval {'+'.join(cfg.suites)}", unit="ep", dynamic_ncols=True)
     with bar:
         for res in run_episodes(cfg, policy_spec, episodes):
             kept.offer(res)
@@ -269,56 +296,64 @@ def evaluate_libero(
             if run is not None:
                 run.log_metrics({"episode_success": float(res.success), "episode_steps": res.steps}, step=len(results))
     videos = [
-        str(write_mp4(plots_dir / "videos" / f"{cfg.suite}_task{t}_init{i}_{outcome}.mp4", frames))
-        for (t, i, outcome), frames in kept.chosen()
+        str(write_mp4(plots_dir / "videos" / f"{suite}_task{t}_init{i}_{outcome}.mp4", frames))
+        for (suite, t, i, outcome), frames in kept.chosen()
     ]
     minutes = (time.perf_counter() - start) / 60
-    results.sort(key=lambda r: (r.task_id, r.init_index))
+    results.sort(key=lambda r: (cfg.suites.index(r.suite), r.task_id, r.init_index))
 
-    per_task: dict[str, Any] = {}
-    for t in cfg.task_ids:
-        rs = [r for r in results if r.task_id == t]
-        per_task[str(t)] = {
-            "language": tasks[t].language,
-            **success_summary(sum(r.success for r in rs), len(rs)),
-            "steps_mean": float(np.mean([r.steps for r in rs])) if rs else 0.0,
-            "success_steps_mean": float(np.mean([r.steps for r in rs if r.success]))
-            if any(r.success for r in rs)
-            else None,
-        }
+    per_suite: dict[str, Any] = {}
+    for suite, ids in task_ids.items():
+        in_suite = [r for r in results if r.suite == suite]
+        per_task: dict[str, Any] = {}
+        for t in ids:
+            rs = [r for r in in_suite if r.task_id == t]
+            wins = [r.steps for r in rs if r.success]
+            per_task[str(t)] = {
+                "language": tasks[(suite, t)].language,
+                **success_summary(len(wins), len(rs)),
+                "steps_mean": float(np.mean([r.steps for r in rs])) if rs else 0.0,
+                "success_steps_mean": float(np.mean(wins)) if wins else None,
+            }
+        per_suite[suite] = {**success_summary(sum(r.success for r in in_suite), len(in_suite)), "tasks": per_task}
     total = success_summary(sum(r.success for r in results), len(results))
+    average = float(np.mean([v["success_rate"] for v in per_suite.values()]))
+    table = {SUITE_COLUMNS.get(suite, suite): round(100 * v["success_rate"], 1) for suite, v in per_suite.items()}
+    table["Average"] = round(100 * average, 1)
     summary: dict[str, Any] = {
-        "suite": cfg.suite,
+        "suites_evaluated": list(cfg.suites),
         "policy": policy_spec.kind,
         **({"server": policy_spec.server_url} if policy_spec.kind == "server" else {}),
         **total,
+        "average_success_rate": average,
+        "table": table,
         "steps_mean": float(np.mean([r.steps for r in results])) if results else 0.0,
         "minutes": minutes,
+        "episodes_per_minute": len(results) / minutes if minutes > 0 else 0.0,
         "seconds_per_episode": float(np.median([r.seconds for r in results])) if results else 0.0,
         **policy_speed(results),
         "init_states": [cfg.first_init_state, cfg.first_init_state + cfg.episodes_per_task],
+        "seed": cfg.seed,
         "execution": cfg.execution,
         "center_crop": cfg.center_crop,
-        "tasks": per_task,
+        "suites": per_suite,
         "videos": videos,
     }
-    _write_plots(plots_dir, results, per_task)
+    _write_plots(plots_dir, results, per_suite)
     if metrics_path is not None:
         atomic_write_json(metrics_path, summary)
     if run is not None:
-        run.log_metrics({k: v for k, v in total.items()})
-        run.log_metrics({f"task{t}.success_rate": v["success_rate"] for t, v in per_task.items()})
+        run.log_metrics({**total, "average_success_rate": average})
+        for suite, v in per_suite.items():
+            run.log_metrics({f"{suite}.success_rate": v["success_rate"]})
+            run.log_metrics({f"{suite}.task{t}.success_rate": x["success_rate"] for t, x in v["tasks"].items()})
         run.log_artifacts(plots_dir, "libero")
-    log.info(
-        "LIBERO %s: %d/%d successes (%.1f%%, 95%% CI %.1f–%.1f%%) in %.1f min",
-        cfg.suite,
-        total["successes"],
-        total["episodes"],
-        100 * total["success_rate"],
-        100 * total["ci95_low"],
-        100 * total["ci95_high"],
-        minutes,
-    )
+    for suite, v in per_suite.items():
+        log.info("LIBERO %s: %d/%d successes (%.1f%%, 95%% CI %.1f–%.1f%%)", suite, v["successes"], v["episodes"],
+                 100 * v["success_rate"], 100 * v["ci95_low"], 100 * v["ci95_high"])  # fmt: skip
+    log.info("| %s |", " | ".join(table))
+    log.info("| %s |", " | ".join(f"{x:.1f}" for x in table.values()))
+    log.info("%d episodes in %.1f min (%.1f episodes/min)", len(results), minutes, summary["episodes_per_minute"])
     return summary
 
 
@@ -360,11 +395,11 @@ def policy_speed(results: list[EpisodeResult]) -> dict[str, float]:
     }
 
 
-def _write_plots(plots_dir: Path, results: list[EpisodeResult], per_task: dict[str, Any]) -> None:
-    """``episodes.csv`` (one row per episode) and ``success.csv`` (per task, with the Wilson interval)."""
+def _write_plots(plots_dir: Path, results: list[EpisodeResult], per_suite: dict[str, Any]) -> None:
+    """``episodes.csv`` (one row per episode, with its seed) and ``success.csv`` (per suite and task, Wilson interval)."""
     plots_dir.mkdir(parents=True, exist_ok=True)
     with open(plots_dir / "episodes.csv", "w", newline="") as f:
-        fields = ["task_id", "init_index", "success", "steps", "seconds", "queries"]
+        fields = ["suite", "task_id", "init_index", "success", "steps", "seconds", "queries", "seed"]
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for r in results:
@@ -374,6 +409,7 @@ def _write_plots(plots_dir: Path, results: list[EpisodeResult], per_task: dict[s
             w.writerow(row)
     with open(plots_dir / "success.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["task_id", "success_rate", "ci95_low", "ci95_high", "episodes"])
-        for t, v in per_task.items():
-            w.writerow([t, v["success_rate"], v["ci95_low"], v["ci95_high"], v["episodes"]])
+        w.writerow(["suite", "task_id", "success_rate", "ci95_low", "ci95_high", "episodes"])
+        for suite, v in per_suite.items():
+            for t, x in v["tasks"].items():
+                w.writerow([suite, t, x["success_rate"], x["ci95_low"], x["ci95_high"], x["episodes"]])

@@ -251,6 +251,7 @@ def test_policy_speed_reports_latency_and_actions_per_second_of_policy_time():
     assert speed["query_latency_ms_p90"] == pytest.approx(28.0)  # numpy's linear interpolation of 10, 20, 30
     assert speed["queries_per_episode"] == pytest.approx(1.5)
     assert speed["actions_per_second"] == pytest.approx(24 / 0.060)
+    assert speed["policy_time_fraction"] == pytest.approx(0.060 / 8.0)  # 60 ms of queries in 5 + 3 s of episodes
     assert policy_speed([EpisodeResult("libero_spatial", 0, 0, False, 3, 1.0)]) == {}
 
 

@@ -380,14 +380,17 @@ def _check_server(spec: PolicySpec, cfg: EvalLiberoConfig) -> None:
 
 
 def policy_speed(results: list[EpisodeResult]) -> dict[str, float]:
-    """Model latency per query (median, p90, ms), queries per episode, and actions/s = executed actions per second
+    """Model latency per query (median, p90, ms), queries per episode, the share of episode time spent in the policy
+    (the rest is simulation and rendering), and actions/s = executed actions per second
     of policy time (the simulator and rendering excluded): with chunks executed open loop one query covers K
     actions; temporal ensembling queries every step."""
     times = [t for r in results for t in r.query_seconds]
     if not times:
         return {}
     steps = sum(r.steps for r in results)
+    episode_seconds = sum(r.seconds for r in results)
     return {
+        "policy_time_fraction": float(np.sum(times)) / episode_seconds if episode_seconds > 0 else 0.0,
         "query_latency_ms_median": 1000 * float(np.median(times)),
         "query_latency_ms_p90": 1000 * float(np.percentile(times, 90)),
         "queries_per_episode": len(times) / len(results),

@@ -43,7 +43,7 @@ def main(
     from stages.common import stage
 
     def extra(p):
-        return {"data.mixture": p.data.mixture, "model.tokenizer": p.model.tokenizer}
+        return {"data.mixture": p.data.mixture, "data.chunk": p.data.chunk, "model.tokenizer": p.model.tokenizer}
 
     with stage("bins", params, metrics=metrics, extra_params=extra) as s:
         vocab_size = load_text_tokenizer(s.params.model.tokenizer).vocab_size  # unpadded: action ids are its last
@@ -56,4 +56,5 @@ def main(
             out_dir=out_dir,
             plots_dir=plots_dir,
             run=s.run,
+            chunk=s.params.data.chunk,  # FAST encodes chunks of the K the model is trained with
         )

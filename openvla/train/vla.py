@@ -114,7 +114,10 @@ class VLAObjective:
                 out.logits.detach(),
                 inputs["labels"],
                 self.action_tokenizer.action_token_begin_idx,
-                decode=self.action_tokenizer.decode,
+                # FAST ids decode per chunk, not per value: accuracy only (no per-token L1)
+                decode=None
+                if getattr(self.action_tokenizer, "scheme", None) == "fast"
+                else self.action_tokenizer.decode,
                 dataset_names=batch.get("dataset_names"),
                 logits_to_keep=keep,
             )

@@ -125,6 +125,19 @@ def _heldout_split(episode_groups: np.ndarray, fraction: float) -> np.ndarray:
     return np.isin(episode_groups, held)
 
 
+def error_summary(errors: Any, uniform_errors: Any, heldout: dict[str, float]) -> dict[str, float]:
+    """The reconstruction-error keys of ``metrics/bins.json``, the same for every scheme (uniform's next to them)."""
+    return {
+        "err_norm_mean": float(errors["err_norm_mean"].mean()),
+        "err_norm_max": float(errors["err_norm_max"].max()),
+        "err_raw_mean": float(errors["err_raw_mean"].mean()),
+        "err_raw_max": float(errors["err_raw_max"].max()),
+        **heldout,
+        "uniform_err_norm_mean": float(uniform_errors["err_norm_mean"].mean()),
+        "uniform_err_raw_mean": float(uniform_errors["err_raw_mean"].mean()),
+    }
+
+
 def measure_tokenizer(
     cfg: Any,
     vocab_size: int,
@@ -175,13 +188,7 @@ def measure_tokenizer(
         "num_actions": len(raw),
         "num_episodes": len(np.unique(episode_index * len(stats) + dataset_index)),
         "action_dim": raw.shape[1],
-        "err_norm_mean": float(errors["err_norm_mean"].mean()),
-        "err_norm_max": float(errors["err_norm_max"].max()),
-        "err_raw_mean": float(errors["err_raw_mean"].mean()),
-        "err_raw_max": float(errors["err_raw_max"].max()),
-        **heldout,
-        "uniform_err_norm_mean": float(uniform_errors["err_norm_mean"].mean()),
-        "uniform_err_raw_mean": float(uniform_errors["err_raw_mean"].mean()),
+        **error_summary(errors, uniform_errors, heldout),
         "effective_bins_mean": float(eff.mean()),
         "bins_used_mean": float((usage > 0).sum(axis=1).mean()),
         "per_dim": {
@@ -270,13 +277,7 @@ def _measure_fast(
         "num_actions": len(raw),
         "num_episodes": len(np.unique(episodes)),
         "action_dim": dim,
-        "err_norm_mean": float(errors["err_norm_mean"].mean()),
-        "err_norm_max": float(errors["err_norm_max"].max()),
-        "err_raw_mean": float(errors["err_raw_mean"].mean()),
-        "err_raw_max": float(errors["err_raw_max"].max()),
-        **heldout,
-        "uniform_err_norm_mean": float(uniform_errors["err_norm_mean"].mean()),
-        "uniform_err_raw_mean": float(uniform_errors["err_raw_mean"].mean()),
+        **error_summary(errors, uniform_errors, heldout),
         "effective_bins_mean": None,
         "bins_used_mean": None,
         "chunk": chunk,

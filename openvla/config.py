@@ -65,7 +65,7 @@ class DemosConfig:
 class ConvertConfig:
     """Raw episodes → RLDS (tensorflow-datasets builder)."""
 
-    input_format: Literal["libero_hdf5", "npz"] = "libero_hdf5"  # see README "Add your own robot dataset"
+    input_format: Literal["libero_hdf5", "npz", "lerobot"] = "libero_hdf5"  # see README "Your robot, end to end"
     dataset_name: str = "libero_embedded"  # TFDS builder name and registry key of the output
     version: str = "1.0.0"  # TFDS version directory
     drop_noops: bool = True  # OpenVLA's rule: arm-action norm (dims 0-5) < 1e-4 and gripper (last dim) unchanged
@@ -73,6 +73,28 @@ class ConvertConfig:
     val_fraction: float = 0.0  # > 0 writes the last fraction of episodes to a `val` split
     image_size: int = 0  # 0 keeps the raw resolution; otherwise square resize at conversion
     action_dim: int = 7  # expected action dimension (7 = EEF deltas xyz + rpy + gripper); others are an error
+    # input_format lerobot (a local LeRobot v3.0 dataset directory, docs/reference.md): camera role (primary /
+    # secondary / wrist) → feature key of meta/info.json (a video or image feature). Empty = the dataset's only
+    # camera as primary (several cameras need this mapping). The primary camera is required.
+    lerobot_cameras: dict[str, str] = field(default_factory=dict)
+    lerobot_state: str = "observation.state"  # feature written as the RLDS observation `state`
+    lerobot_action: str = "action"  # feature written as the RLDS `action` (convert.action_dim values per frame)
+
+    def __post_init__(self) -> None:
+        roles = ("primary", "secondary", "wrist")  # the camera roles the RLDS writer has fields for
+        unknown = [role for role in self.lerobot_cameras if role not in roles]
+        if unknown:
+            raise ValueError(f"lerobot_cameras: unknown camera role {unknown[0]!r}; expected one of {list(roles)}")
+        empty = [role for role, key in self.lerobot_cameras.items() if not key.strip()]
+        if empty:
+            raise ValueError(f"lerobot_cameras.{empty[0]}: empty feature key (e.g. 'observation.images.top')")
+        if self.lerobot_cameras and "primary" not in self.lerobot_cameras:
+            raise ValueError(
+                f"lerobot_cameras: no 'primary' camera (the RLDS `image`), got roles {sorted(self.lerobot_cameras)}"
+            )
+        for name in ("lerobot_state", "lerobot_action"):
+            if not getattr(self, name).strip():
+                raise ValueError(f"{name}: empty feature key")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The ``convert`` stage's library call: raw episodes → RLDS, with OpenVLA's LIBERO conversion rules.
 
 ``convert_dataset(raw_dir, data_dir, cfg)`` validates every raw episode first (nothing is written when one is
-bad), then writes ``<data_dir>/<cfg.dataset_name>/<cfg.version>/`` with a TFDS builder (splits ``train`` and, when
+bad; ``raw_dir`` holds episode files, or is a LeRobot v3.0 dataset directory for ``input_format`` lerobot), then
+writes ``<data_dir>/<cfg.dataset_name>/<cfg.version>/`` with a TFDS builder (splits ``train`` and, when
 ``cfg.val_fraction`` > 0, ``val`` = the last episodes). Images are rotated 180° when ``cfg.rotate_180`` (LIBERO
 renders upside down) and optionally resized to ``cfg.image_size``.
 """
@@ -18,6 +19,7 @@ import numpy as np
 
 from openvla.config import ConvertConfig
 from openvla.data.errors import DataError
+from openvla.data.lerobot_format import LeRobotKeys
 from openvla.data.raw_episodes import Episode, EpisodeRef, index_episodes, load_episode
 from openvla.data.rlds_writer import episode_example, episode_features, write_rlds
 
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def _prepare_images(episode: Episode, rotate_180: bool, image_size: int) -> Episode:
-    for key in ("image", "wrist_image"):
+    for key in ("image", "secondary_image", "wrist_image"):
         images = getattr(episode, key)
         if images is None:
             continue
@@ -42,10 +44,16 @@ def _prepare_images(episode: Episode, rotate_180: bool, image_size: int) -> Epis
 def _shapes(episode: Episode) -> dict[str, Any]:
     return {
         "image": episode.image.shape[1:],
+        "secondary_image": None if episode.secondary_image is None else episode.secondary_image.shape[1:],
         "wrist_image": None if episode.wrist_image is None else episode.wrist_image.shape[1:],
         "state": episode.state.shape[1],
         "joint_state": None if episode.joint_state is None else episode.joint_state.shape[1],
     }
+
+
+def lerobot_keys(cfg: ConvertConfig) -> LeRobotKeys:
+    """The ``convert.lerobot_*`` params as the LeRobot reader's key mapping (unused by the other formats)."""
+    return LeRobotKeys(cameras=dict(cfg.lerobot_cameras), state=cfg.lerobot_state, action=cfg.lerobot_action)
 
 
 def split_episodes(refs: list[EpisodeRef], val_fraction: float) -> dict[str, list[EpisodeRef]]:
@@ -63,7 +71,7 @@ def split_episodes(refs: list[EpisodeRef], val_fraction: float) -> dict[str, lis
 def convert_dataset(raw_dir: str | Path, data_dir: str | Path, cfg: ConvertConfig) -> dict[str, float]:
     """Convert ``raw_dir`` to RLDS under ``data_dir``; returns the metrics of ``metrics/convert.json``."""
     raw_dir, data_dir = Path(raw_dir), Path(data_dir)
-    report = index_episodes(raw_dir, cfg.input_format, cfg.action_dim, cfg.drop_noops)
+    report = index_episodes(raw_dir, cfg.input_format, cfg.action_dim, cfg.drop_noops, lerobot_keys(cfg))
     if not report.episodes:
         raise DataError(
             f"{raw_dir}: no episode left to convert ({report.episodes_total} found, "
@@ -79,6 +87,7 @@ def convert_dataset(raw_dir: str | Path, data_dir: str | Path, cfg: ConvertConfi
         action_dim=cfg.action_dim,
         wrist_shape=shapes["wrist_image"],
         joint_dim=shapes["joint_state"],
+        secondary_shape=shapes["secondary_image"],
     )
 
     def examples(refs: list[EpisodeRef]):

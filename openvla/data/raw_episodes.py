@@ -1,6 +1,6 @@
 """Readers for raw episodes, with validation that names the file and the problem.
 
-Two formats (``convert.input_format``):
+Three formats (``convert.input_format``):
 
 * ``libero_hdf5`` — LIBERO's demo files (``<task>_demo.hdf5``; layout in the team contract): one episode per
   ``data/demo_<i>``. OpenVLA's conversion rules apply: failed demos are dropped (attr ``success`` False, else last
@@ -9,6 +9,8 @@ Two formats (``convert.input_format``):
 * ``npz`` — one ``episode_*.npz`` per episode for your own robot (README "Add your own robot dataset"): ``image``
   (T,H,W,3) uint8, ``state`` (T,S), ``action`` (T,A), ``language_instruction`` (a string); optional
   ``wrist_image`` (T,H,W,3) uint8, ``joint_state`` (T,J), ``reward`` (T,), ``discount`` (T,), ``success`` (bool).
+* ``lerobot`` — a local LeRobot dataset directory (format v3.0), read by ``openvla.data.lerobot_format`` with the keys
+  ``convert.lerobot_cameras`` / ``lerobot_state`` / ``lerobot_action`` name.
 
 Reading is two-phase: ``index_episodes`` checks everything small (actions, instructions, shapes) for every episode
 before anything is written; ``load_episode`` then reads the images of one episode at a time (bounded memory).
@@ -22,10 +24,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from openvla.data.errors import DataError
+
+if TYPE_CHECKING:
+    from openvla.data.lerobot_format import LeRobotKeys
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,7 @@ class Episode:
     joint_state: np.ndarray | None = None
     reward: np.ndarray | None = None
     discount: np.ndarray | None = None
+    secondary_image: np.ndarray | None = None  # a second third-person camera (the loader's "secondary" role)
 
 
 @dataclass
@@ -310,11 +317,14 @@ def _load_npz(ref: EpisodeRef) -> Episode:
 # ----------------------------------------------------------------------------------------------------------------
 # Entry points
 # ----------------------------------------------------------------------------------------------------------------
+INPUT_FORMATS = ("libero_hdf5", "lerobot", "npz")
+
+
 def raw_files(raw_dir: Path, input_format: str) -> list[Path]:
-    """The raw files of ``raw_dir`` for a format, sorted; none found is an error naming the pattern."""
+    """The raw files of ``raw_dir`` for a file-per-episode format, sorted; none found is an error naming the pattern."""
     patterns = {"libero_hdf5": ("*.hdf5", "*.h5"), "npz": ("*.npz",)}
     if input_format not in patterns:
-        raise DataError(f"convert.input_format {input_format!r} unknown; expected one of {sorted(patterns)}")
+        raise DataError(f"convert.input_format {input_format!r} unknown; expected one of {list(INPUT_FORMATS)}")
     if not raw_dir.is_dir():
         raise DataError(f"{raw_dir}: raw episode folder not found")
     files = sorted({p for pattern in patterns[input_format] for p in raw_dir.rglob(pattern)})
@@ -323,8 +333,16 @@ def raw_files(raw_dir: Path, input_format: str) -> list[Path]:
     return files
 
 
-def index_episodes(raw_dir: Path, input_format: str, action_dim: int, drop_noops: bool) -> IndexReport:
-    """Phase 1: validate every episode's small arrays and decide which episodes and steps are kept."""
+def index_episodes(
+    raw_dir: Path, input_format: str, action_dim: int, drop_noops: bool, lerobot: LeRobotKeys | None = None
+) -> IndexReport:
+    """Phase 1: validate every episode's small arrays and decide which episodes and steps are kept.
+
+    ``lerobot`` names the features of a LeRobot dataset (``input_format`` ``lerobot``; defaults when None)."""
+    if input_format == "lerobot":
+        from openvla.data.lerobot_format import LeRobotKeys, index_lerobot
+
+        return index_lerobot(Path(raw_dir), lerobot or LeRobotKeys(), action_dim, drop_noops)
     report = IndexReport()
     index_file = _index_libero_file if input_format == "libero_hdf5" else _index_npz_file
     for path in raw_files(raw_dir, input_format):
@@ -334,6 +352,10 @@ def index_episodes(raw_dir: Path, input_format: str, action_dim: int, drop_noops
 
 def load_episode(ref: EpisodeRef) -> Episode:
     """Phase 2: the full arrays (images included) of one indexed episode, kept steps only."""
+    if getattr(ref, "input_format", "") == "lerobot":  # a LeRobotEpisodeRef (class attribute)
+        from openvla.data.lerobot_format import load_lerobot_episode
+
+        return load_lerobot_episode(ref)  # type: ignore[arg-type]
     return _load_libero(ref) if ref.key else _load_npz(ref)
 
 

@@ -31,6 +31,7 @@ def episode_features(
     action_dim: int,
     wrist_shape: tuple[int, int, int] | None = None,
     joint_dim: int | None = None,
+    secondary_shape: tuple[int, int, int] | None = None,
 ) -> Any:
     """The RLDS features of the team contract (images JPEG-encoded; vectors float32)."""
     tfds = import_tfds()
@@ -39,6 +40,10 @@ def episode_features(
         "image": f.Image(shape=image_shape, dtype=np.uint8, encoding_format="jpeg", doc="Main camera RGB."),
         "state": f.Tensor(shape=(state_dim,), dtype=np.float32, doc="Robot state (LIBERO: EEF 6 + gripper 2)."),
     }
+    if secondary_shape is not None:
+        observation["secondary_image"] = f.Image(
+            shape=secondary_shape, dtype=np.uint8, encoding_format="jpeg", doc="Second third-person camera RGB."
+        )
     if wrist_shape is not None:
         observation["wrist_image"] = f.Image(
             shape=wrist_shape, dtype=np.uint8, encoding_format="jpeg", doc="Wrist camera RGB."
@@ -69,6 +74,8 @@ def episode_example(episode: Episode) -> dict[str, Any]:
     length = episode.action.shape[0]
     last = np.arange(length) == length - 1
     observation: dict[str, Any] = {"image": episode.image, "state": episode.state}
+    if episode.secondary_image is not None:
+        observation["secondary_image"] = episode.secondary_image
     if episode.wrist_image is not None:
         observation["wrist_image"] = episode.wrist_image
     if episode.joint_state is not None:

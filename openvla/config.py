@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 import yaml
 
+CAMERA_ROLES = ("primary", "secondary", "wrist")  # the data pipeline's image roles (openvla.data.loader.CAMERAS)
+
 
 class ConfigError(ValueError):
     """A ``params.yaml`` value is missing, unknown or of the wrong type."""
@@ -119,6 +121,16 @@ class DataConfig:
     num_parallel_reads: int = 2  # tf.data read threads (split across datasets by weight)
     num_parallel_calls: int = 2  # tf.data transform threads
     registry_file: str = ""  # optional Python file calling register_dataset()/register_mixture() (your own robot data)
+    # camera roles fed to the model, in order (OFT: [primary, wrist]); each image goes through the same vision backbone
+    cameras: list[str] = field(default_factory=lambda: ["primary"])
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.cameras if c not in CAMERA_ROLES]
+        if not self.cameras or unknown or len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(
+                f"cameras: expected distinct camera roles out of {list(CAMERA_ROLES)} (e.g. [primary, wrist]), "
+                f"got {self.cameras!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,7 @@ class ModelConfig:
     parallel_decoding: bool = False  # predict all action slots in one forward pass (OFT)
     attn_implementation: str = "sdpa"  # "flash_attention_2" needs the [gpu] extra
     weights: str = ""  # optional local path with initial weights (never downloaded)
+    film: bool = False  # FiLM (OFT+): the instruction modulates every ViT block (DESIGN §13)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 One episode of task ``t`` from fixed initial state ``i``: reset, set LIBERO's ``i``-th initial state, 10 no-op
 steps ``[0,0,0,0,0,0,−1]`` (objects settle), then up to the suite's max steps (spatial/object/goal/10/90:
-220/280/300/520/400) of: agentview frame → the camera's own steps (``LIBERO_CAMERA``: rotate 180°, JPEG round trip)
+220/280/300/520/400) of: the frames of the cameras the policy reads (agentview; plus ``robot0_eye_in_hand`` for
+a model with the wrist camera) → the camera's own steps (``LIBERO_CAMERA``: rotate 180°, JPEG round trip)
 → ``policy.act`` (the model's transform — training resize, the 90% centre crop for a model trained with crop
 augmentation — then the model, and chunk execution, open loop or temporal ensembling) → gripper mapping ([0,1] →
 [−1,1], binarize, flip) → ``env.step``. Success = the env's ``done`` (its goal predicates hold).
@@ -42,6 +43,25 @@ log = logging.getLogger(__name__)
 # LIBERO renders upside down, and the RLDS training images were stored as JPEG: OpenVLA's LIBERO protocol undoes the
 # first and repeats the second before the model's own transform.
 LIBERO_CAMERA = CameraSteps(rotate_180=True, jpeg_roundtrip=True)
+# Camera role (the data pipeline's) → LIBERO's camera; the demos record both, the converter rotates both.
+LIBERO_CAMERAS = {"primary": "agentview", "wrist": "robot0_eye_in_hand"}
+
+
+def policy_cameras(policy: Any) -> list[str]:
+    """The camera roles ``policy`` reads (a ``Policy``'s or a server's model; ["primary"] when it does not say)."""
+    cameras = list(getattr(policy, "cameras", None) or ["primary"])
+    unknown = [c for c in cameras if c not in LIBERO_CAMERAS]
+    if unknown:
+        raise ValueError(f"the policy reads cameras {unknown} that LIBERO does not have ({sorted(LIBERO_CAMERAS)})")
+    return cameras
+
+
+def libero_observation(obs: dict[str, Any], cameras: list[str], instruction: str) -> dict[str, Any]:
+    """A LIBERO observation as the policy takes it: every camera it reads through ``LIBERO_CAMERA``, the state."""
+    from openvla.sim.libero_env import camera_image, proprio
+
+    images = {role: LIBERO_CAMERA(camera_image(obs, LIBERO_CAMERAS[role])) for role in cameras}
+    return {"images": images, "instruction": instruction, "proprio": proprio(obs)}
 
 
 def libero_gripper(actions: np.ndarray) -> np.ndarray:
@@ -117,8 +137,9 @@ def run_episode(
     ``queries`` counter tells which steps ran the model. ``actions``, when given, receives every action executed.
     ``layout_seed`` fixes where the reset places LIBERO's joint-less fixtures (``reset_to_state``).
     """
-    from openvla.sim.libero_env import camera_image, proprio, reset_to_state
+    from openvla.sim.libero_env import camera_image, reset_to_state
 
+    cameras = policy_cameras(policy)
     reset_to_state(env, init_state, layout_seed)
     policy.reset(session)
     obs = None
@@ -130,7 +151,7 @@ def run_episode(
         raw = camera_image(obs, "agentview")
         if record:
             frames.append(rotate_180(raw))
-        observation = {"image": LIBERO_CAMERA(raw), "instruction": instruction, "proprio": proprio(obs)}
+        observation = libero_observation(obs, cameras, instruction)
         queries, start = policy.queries, time.perf_counter()
         action = policy.act(observation, session=session)
         if policy.queries > queries:
@@ -180,7 +201,8 @@ def _run_spec(job: tuple[EvalLiberoConfig, PolicySpec, EpisodeSpec]) -> EpisodeR
         _close_envs()  # one live environment per worker
         envs = _WORKER["envs"]
         task = get_task(ep.suite, ep.task_id)
-        env = make_env(task, cfg.resolution, ("agentview",), seed=cfg.seed, cheap_rendering=cfg.cheap_rendering)
+        cameras = tuple(dict.fromkeys(["agentview", *(LIBERO_CAMERAS[c] for c in policy_cameras(policy))]))
+        env = make_env(task, cfg.resolution, cameras, seed=cfg.seed, cheap_rendering=cfg.cheap_rendering)
         envs[key] = (env, task, init_states(task))
     env, task, states = envs[key]
     if ep.init_index >= len(states):

@@ -53,6 +53,9 @@ OUR_CONFIG_KEYS: tuple[str, ...] = (
     "proprio_dim",
     "l1_head_blocks",
     "action_normalization",
+    "num_images_in_input",
+    "camera_roles",
+    "use_film",
 )
 OFFICIAL_PREPROCESSOR_KEYS: tuple[str, ...] = (
     "image_processor_type",

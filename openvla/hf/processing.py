@@ -35,12 +35,16 @@ class PrismaticProcessor(ProcessorMixin):
         """Prompt(s) and PIL image(s) (or uint8 H×W×3 arrays) → ``input_ids``, ``attention_mask``, ``pixel_values``.
 
         ``pixel_values`` is [B, 3·n_backbones, S, S] (DINOv2 first); the text is tokenized with BOS and no EOS.
+        Several-camera models (``num_images_in_input`` N): one prompt with a list of its N camera images (in the
+        model's ``camera_roles`` order), or prompts with a list of such lists → [B, 3·n·N, S, S].
         """
         if text is None or images is None:
             raise ValueError("PrismaticProcessor needs both a prompt (text=...) and an image (images=...)")
         n_text = 1 if isinstance(text, str) else len(text)
         if n_text > 1 and not padding:
             padding = True  # prompts of different lengths can only be batched padded
+        if isinstance(text, str) and isinstance(images, list | tuple) and len(images) > 1:
+            images = [list(images)]  # one prompt, several cameras
         pixel_values = self.image_processor(images, return_tensors=return_tensors)["pixel_values"]
         text_inputs = self.tokenizer(
             text, return_tensors=return_tensors, padding=padding, truncation=truncation, max_length=max_length

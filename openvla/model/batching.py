@@ -11,6 +11,9 @@ only (the model appends "▁" and the slots) and the targets are ``action_labels
 ``actions`` (the normalized chunk, for the L1 head). ``use_proprio`` adds ``proprio`` (the normalized state of the
 current step). Observation history (window > 1): the current (last) frame of the window is used.
 
+Several cameras (``cameras``, e.g. ("primary", "wrist"); OFT): each camera's ``image_<role>`` goes through the image
+processor and the results are stacked on channels in that order, [3·n·N, S, S] (DESIGN §13).
+
 FAST action tokens (``bins.scheme: fast``, a ``FastActionTokenizer``; token by token only): the chunk (K, D) is
 encoded into a variable number of FAST ids and the sequence is built from ids, not re-tokenized text: the inference
 prompt (BOS + question turn) + "▁" (what ``predict_action`` appends) + the FAST ids + ``</s>``, labels only on the
@@ -71,7 +74,11 @@ class VLABatchTransform:
         action_chunk: int = 1,
         parallel_decoding: bool = False,
         use_proprio: bool = False,
+        cameras: Sequence[str] = ("primary",),
     ) -> None:
+        if not cameras:
+            raise ValueError("VLABatchTransform: cameras must name at least one camera role")
+        self.cameras = tuple(cameras)
         self.text_tokenizer = text_tokenizer
         self.action_tokenizer = action_tokenizer
         self.image_processor = image_processor
@@ -145,10 +152,22 @@ class VLABatchTransform:
         builder.add_turn("human", action_question(instruction))
         return torch.tensor(self.text_tokenizer(builder.get_prompt(), add_special_tokens=True).input_ids)
 
+    def pixel_values(self, frame: dict[str, Any]) -> torch.Tensor:
+        """The current frame of every camera through the image processor, stacked on channels: [3·n·N, S, S]."""
+        tensors = []
+        for camera in self.cameras:
+            image = np.asarray(_get(frame, "observation", f"image_{camera}"))
+            if image.ndim == 4:  # [window, H, W, 3] → the current (last) frame
+                image = image[-1]
+            if image.size == 0 or image.ndim != 3:
+                raise ValueError(
+                    f"VLABatchTransform: camera {camera!r} has no image in this frame (shape {image.shape}); the "
+                    f"dataset lacks it: set data.cameras to cameras every dataset of the mixture has"
+                )
+            tensors.append(self.image_processor.apply_transform(image))
+        return torch.cat(tensors, dim=0)
+
     def __call__(self, frame: dict[str, Any]) -> dict[str, Any]:
-        image = np.asarray(_get(frame, "observation", "image_primary"))
-        if image.ndim == 4:  # [window, H, W, 3] → the current (last) frame
-            image = image[-1]
         actions = np.asarray(frame["action"], dtype=np.float32)
         if actions.ndim == 3:  # [window, chunk, D] → the current step's chunk
             actions = actions[-1]
@@ -174,7 +193,7 @@ class VLABatchTransform:
         out.update(
             input_ids=input_ids,
             labels=labels,
-            pixel_values=self.image_processor.apply_transform(image),
+            pixel_values=self.pixel_values(frame),
             dataset_name=_text(frame.get("dataset_name", b"")),
             actions=torch.from_numpy(actions.copy()),  # (K, D) normalized
         )

@@ -4,8 +4,8 @@ The keys are those of the official ``openvla/openvla-7b`` ``config.json`` (DESIG
 loads into our model and our exports load with the official remote code. Keys that only we use are optional and
 default to OpenVLA's behaviour: ``timm_model_kwargs`` (dimension overrides that make tiny ViTs of the same timm
 family), ``space_token_id`` (the SentencePiece "▁" that ``predict_action`` appends), ``action_head``,
-``action_chunk``, ``parallel_decoding``, ``action_dim``, ``use_proprio``, ``proprio_dim``, ``l1_head_blocks`` and
-``action_normalization``.
+``action_chunk``, ``parallel_decoding``, ``action_dim``, ``use_proprio``, ``proprio_dim``, ``l1_head_blocks``,
+``action_normalization``, ``num_images_in_input``, ``camera_roles`` and ``use_film``.
 
 Action chunks and parallel decoding (OpenVLA-OFT, as options of the same model): ``action_chunk`` K actions of
 ``action_dim`` D are predicted per query. ``parallel_decoding`` appends K·D learned action slots after the prompt,
@@ -39,6 +39,7 @@ VISION_BACKBONES: dict[str, tuple[list[str], int]] = {
 SPACE_TOKEN_IDS = {"llama2": 29871, "mistral": 28705}
 
 ACTION_HEADS = ("tokens", "l1")
+DEFAULT_CAMERA_ORDER = ("primary", "wrist", "secondary")  # camera roles when a config names none
 
 
 def default_space_token_id(llm_backbone_id: str) -> int:
@@ -88,6 +89,14 @@ class OpenVLAConfig(PretrainedConfig):
     # trained with augmentation: eval_libero.center_crop applies the crop for them, as OpenVLA's evaluation does).
     image_resize_method: str = "lanczos3"
     image_augmentation: bool = False
+    # Several cameras (OFT, DESIGN §13): N images per sample, each through the same backbone(s); ``pixel_values``
+    # stack them on channels ([B, 3·n·N, S, S]) and their patches are concatenated on the sequence in this order.
+    # ``camera_roles`` names them (the data pipeline's roles: primary = third person first, then wrist / secondary)
+    # so a server knows which frame is which; None = the first N of ("primary", "wrist", "secondary").
+    num_images_in_input: int = 1
+    camera_roles: list | None = None
+    # FiLM (OFT+): every ViT block modulates its residual stream with the mean of the prompt's token embeddings.
+    use_film: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
         if self.text_config is None:
@@ -119,6 +128,8 @@ class OpenVLAConfig(PretrainedConfig):
                 raise ValueError(
                     f"OpenVLAConfig.{key}: expected {n} entries (one per timm_model_ids), got {getattr(self, key)!r}"
                 )
+        if self.camera_roles is None:
+            self.camera_roles = list(DEFAULT_CAMERA_ORDER[: max(1, int(self.num_images_in_input))])
         if self.use_fused_vision_backbone != (n == 2):
             raise ValueError(
                 f"OpenVLAConfig.use_fused_vision_backbone={self.use_fused_vision_backbone} but {n} timm_model_ids given"
@@ -135,9 +146,21 @@ class OpenVLAConfig(PretrainedConfig):
             raise ValueError(
                 "OpenVLAConfig.action_head='l1' needs parallel_decoding=True (the head reads action slots)"
             )
-        for key in ("action_chunk", "action_dim", "proprio_dim"):
+        for key in ("action_chunk", "action_dim", "proprio_dim", "num_images_in_input"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"OpenVLAConfig.{key}: expected an integer ≥ 1, got {getattr(self, key)!r}")
+        roles = list(self.camera_roles or [])
+        if len(roles) != int(self.num_images_in_input) or len(set(roles)) != len(roles):
+            raise ValueError(
+                f"OpenVLAConfig.camera_roles: expected {self.num_images_in_input} distinct roles "
+                f"(num_images_in_input), got {self.camera_roles!r}"
+            )
+
+    def set_cameras(self, roles: list[str]) -> None:
+        """Feed the model these camera roles, in this order (``num_images_in_input`` follows)."""
+        self.camera_roles = [str(r) for r in roles]
+        self.num_images_in_input = len(self.camera_roles)
+        self.validate_action_options()
 
     @property
     def num_action_slots(self) -> int:

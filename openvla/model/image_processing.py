@@ -179,11 +179,18 @@ class PrismaticImageProcessor(ImageProcessingMixin):
             tensors.append(TVF.normalize(tensor, mean=norm["mean"], std=norm["std"]))
         return torch.cat(tensors, dim=0)
 
+    def apply_transforms(self, images: Any) -> torch.Tensor:
+        """One sample's image, or its camera images in the model's order (a list) → [3·n·N, S, S] (DESIGN §13)."""
+        if isinstance(images, list | tuple):
+            return torch.cat([self.apply_transform(image) for image in images], dim=0)
+        return self.apply_transform(images)
+
     def preprocess(self, images: Any, return_tensors: str | None = None, **_: Any) -> BatchFeature:
-        """One image or a list → ``BatchFeature(pixel_values=[B, 3·n, S, S])``."""
+        """One image or a list → ``BatchFeature(pixel_values=[B, 3·n, S, S])``; a list element that is itself a list
+        holds one sample's camera images (several-camera models: [B, 3·n·N, S, S])."""
         if isinstance(images, Image.Image) or (isinstance(images, np.ndarray | torch.Tensor) and images.ndim == 3):
             images = [images]
-        pixel_values = torch.stack([self.apply_transform(img) for img in images])
+        pixel_values = torch.stack([self.apply_transforms(img) for img in images])
         return BatchFeature(data={"pixel_values": pixel_values.float().numpy()}, tensor_type=return_tensors)
 
     def __call__(self, images: Any, return_tensors: str | None = None, **kwargs: Any) -> BatchFeature:

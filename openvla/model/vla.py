@@ -12,7 +12,8 @@ OpenVLA-OFT's options (``openvla.model.action_heads``, all off by default): a ch
 per query (token by token, or all K·D slots in one forward with ``parallel_decoding``), a continuous L1 head
 (``action_head="l1"``), and a proprio token after the patches (``use_proprio``). Parallel training and inference
 build the same sequence, [BOS] + patches (+ proprio) + prompt + "▁" + K·D slots, left-aligned so the slots sit at
-the end of every row.
+the end of every row. Several cameras (``num_images_in_input`` N) put N·P patches where one image's P were; FiLM
+(``use_film``) conditions the ViTs on the mean embedding of the prompt (``openvla.model.vision``).
 
 Run ``python -c "from openvla.model import build_vla, get_model_config; print(build_vla(get_model_config('tiny')))"``.
 """
@@ -32,7 +33,7 @@ from openvla.model.decoding import ActionDecodingMixin
 from openvla.model.norm_stats import NormStatsMixin, UnnormKeyError
 from openvla.model.outputs import IGNORE_INDEX, OpenVLAOutput
 from openvla.model.projector import PrismaticProjector
-from openvla.model.vision import LayerScale, PrismaticVisionBackbone
+from openvla.model.vision import LayerScale, PrismaticVisionBackbone, ZeroLinear
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class OpenVLAForActionPrediction(ActionDecodingMixin, NormStatsMixin, PreTrained
             config.image_sizes,
             config.timm_override_act_layers,
             config.timm_model_kwargs,
+            num_images=int(getattr(config, "num_images_in_input", 1) or 1),
+            film_llm_dim=config.text_config.hidden_size if getattr(config, "use_film", False) else None,
         )
         self.projector = PrismaticProjector(
             config.use_fused_vision_backbone, self.vision_backbone.embed_dim, config.text_config.hidden_size
@@ -83,6 +86,9 @@ class OpenVLAForActionPrediction(ActionDecodingMixin, NormStatsMixin, PreTrained
             return
         if isinstance(module, ActionQueries):
             nn.init.normal_(module.weight, std=0.02)
+            return
+        if isinstance(module, ZeroLinear):  # FiLM's projections: FiLM starts as the identity
+            module.reset_parameters()
             return
         super()._init_weights(module)
 
@@ -140,10 +146,27 @@ class OpenVLAForActionPrediction(ActionDecodingMixin, NormStatsMixin, PreTrained
     # ------------------------------------------------------------------------------------------------------------
     # forward
     # ------------------------------------------------------------------------------------------------------------
-    def project_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """[B, 3·n, S, S] → projected patch embeddings [B, P, H]."""
+    def project_images(self, pixel_values: torch.Tensor, language: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, 3·n·N, S, S] → projected patch embeddings [B, N·P, H]; ``language`` [B, H] feeds FiLM."""
         dtype = self.projector.fc1.weight.dtype
-        return self.projector(self.vision_backbone(pixel_values.to(dtype)))
+        return self.projector(self.vision_backbone(pixel_values.to(dtype), language))
+
+    @staticmethod
+    def language_embedding(
+        embeds: torch.Tensor, attention_mask: torch.Tensor | None, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """FiLM's language vector: the mean input embedding of the prompt tokens, [B, H].
+
+        Padding and labelled (action, EOS) positions are excluded, so training rows (prompt + "▁" + action tokens)
+        and inference prompts (prompt + "▁") give the same vector.
+        """
+        keep = torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
+        if attention_mask is not None:
+            keep &= attention_mask.bool()
+        if labels is not None:
+            keep &= labels == IGNORE_INDEX
+        weights = keep.to(embeds.dtype)[..., None]
+        return (embeds * weights).sum(1) / weights.sum(1).clamp(min=1)
 
     def _multimodal_inputs(
         self,
@@ -154,8 +177,9 @@ class OpenVLAForActionPrediction(ActionDecodingMixin, NormStatsMixin, PreTrained
         proprio: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
         """Embeddings, mask and labels of [BOS] + patches (+ proprio token) + rest, and the projected patches."""
-        patches = self.project_images(pixel_values)  # (B, P, H)
         embeds = self.get_input_embeddings()(input_ids)  # (B, L, H)
+        language = self.language_embedding(embeds, attention_mask, labels) if self.config.use_film else None
+        patches = self.project_images(pixel_values, language)  # (B, N·P, H)
         inserted = patches.to(embeds.dtype)
         if self.config.use_proprio:
             if proprio is None:

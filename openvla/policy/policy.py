@@ -6,7 +6,11 @@ is what training fed it (DESIGN §14):
 
     policy = Policy.from_pretrained("models/openvla-embedded-hf")
     action = policy.act({"image": frame, "instruction": "put the bowl on the plate", "proprio": state})
+    action = policy.act({"images": {"primary": frame, "wrist": wrist_frame}, "instruction": ..., "proprio": state})
 
+* Several cameras (``cameras``, the model's ``camera_roles``): every frame goes through the same transform and
+  processor and the cameras are stacked on channels in the model's order; a sample is a frame (one camera), a
+  mapping role → frame or a list of frames in camera order.
 * ``predict(images, instructions, proprios)`` is the batched core: raw frames → transform → processor → one model
   call → ``Prediction`` (action tokens, normalized values, unnormalized actions, and the chunk for models with
   OpenVLA-OFT options). Plain OpenVLA models (K = 1, token head, no proprio) decode token by token exactly as
@@ -129,6 +133,11 @@ class Policy:
         return self.model.action_tokenizer
 
     @property
+    def cameras(self) -> list[str]:
+        """The camera roles the model reads, in order (["primary"] for OpenVLA; OFT LIBERO: primary, wrist)."""
+        return list(getattr(self.config, "camera_roles", None) or ["primary"])
+
+    @property
     def chunk_size(self) -> int:
         """K, the actions predicted per query (1 for OpenVLA)."""
         return int(getattr(self.config, "action_chunk", 1) or 1)
@@ -169,6 +178,7 @@ class Policy:
         """What a client needs to know (``/health``): the transform, K, the proprio size, the datasets."""
         return {
             "transform": self.transform.as_dict(),
+            "cameras": self.cameras,
             "action_chunk": self.chunk_size,
             "action_head": self.action_head,
             "proprio_dim": self.proprio_dim,
@@ -176,11 +186,42 @@ class Policy:
         }
 
     # --- inputs -----------------------------------------------------------------------------------------------------
+    def camera_frames(self, sample: Any) -> list[Any]:
+        """One sample's raw frames in the model's camera order (``cameras``).
+
+        ``sample`` is a frame (one-camera models), a mapping camera role → frame, or a sequence of N frames in
+        camera order.
+        """
+        cameras = self.cameras
+        if isinstance(sample, Mapping):
+            missing = [c for c in cameras if c not in sample]
+            if missing:
+                raise ValueError(
+                    f"Policy: this model reads cameras {cameras}; no frame for {missing} (got {sorted(sample)})"
+                )
+            return [sample[c] for c in cameras]
+        if isinstance(sample, list | tuple):
+            if len(sample) != len(cameras):
+                raise ValueError(
+                    f"Policy: {len(sample)} frames for a model that reads {len(cameras)} cameras {cameras}"
+                )
+            return list(sample)
+        if len(cameras) != 1:
+            raise ValueError(
+                f"Policy: this model reads {len(cameras)} cameras {cameras}; pass a mapping role → frame (e.g. "
+                f"{{'primary': ..., 'wrist': ...}}) or a list of frames in that order"
+            )
+        return [sample]
+
     def pixel_values(self, images: Sequence[Any]) -> Any:
-        """Raw camera frames → [B, 3·n, S, S] on the model's device: the transform, then the processor."""
+        """Raw camera frames (one sample per element, see ``camera_frames``) → [B, 3·n·N, S, S] on the model's
+        device: every frame through the transform, then the processor, the cameras stacked on channels."""
         import torch
 
-        tensors = [self.image_processor.apply_transform(self.transform(image)) for image in images]
+        tensors = [
+            torch.cat([self.image_processor.apply_transform(self.transform(f)) for f in self.camera_frames(sample)])
+            for sample in images
+        ]
         return torch.stack(tensors).to(self.device, self.dtype)
 
     def inputs(self, images: Sequence[Any], instructions: Sequence[str]) -> dict[str, Any]:
@@ -285,8 +326,19 @@ class Policy:
         return self.predict(images, instructions, proprios, unnorm_key).per_request()
 
     # --- acting -------------------------------------------------------------------------------------------------
+    def observation_frames(self, observation: Mapping[str, Any]) -> dict[str, Any]:
+        """The camera frames of an observation by role: ``images`` {role: frame}, plus ``image`` (the model's first
+        camera, usually primary) and ``wrist_image`` (the wrist camera) as shorthands."""
+        frames = dict(observation.get("images") or {})
+        if observation.get("image") is not None:
+            frames.setdefault(self.cameras[0], observation["image"])
+        if observation.get("wrist_image") is not None:
+            frames.setdefault("wrist", observation["wrist_image"])
+        return frames
+
     def act(self, observation: Mapping[str, Any], *, session: str = DEFAULT_SESSION) -> np.ndarray:
-        """One observation ``{"image", "instruction", "proprio"?, "unnorm_key"?}`` → a float32 action.
+        """One observation ``{"image", "wrist_image"? | "images"?, "instruction", "proprio"?, "unnorm_key"?}`` →
+        a float32 action.
 
         ``execution="chunk"``: the model's (D,) action or (K, D) chunk. ``open_loop`` / ``ensemble``: one (D,)
         action from the session's chunk executor, which a change of instruction or unnorm_key resets.
@@ -294,11 +346,12 @@ class Policy:
         instruction = str(observation["instruction"])
         unnorm_key = observation.get("unnorm_key") or self.unnorm_key
         proprio = observation.get("proprio")
+        frames = self.camera_frames(self.observation_frames(observation))
 
         def query() -> np.ndarray:
             proprios = None if proprio is None else [proprio]
             self.queries += 1
-            return self.predict([observation["image"]], [instruction], proprios, unnorm_key).per_request()[0]
+            return self.predict([frames], [instruction], proprios, unnorm_key).per_request()[0]
 
         if self.sessions is None:
             return query()

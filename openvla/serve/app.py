@@ -79,7 +79,8 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None, mod
         if config.execution == "chunk"
         else SessionExecutors(config.execution, decay=config.ensemble_decay, max_sessions=config.max_sessions)
     )
-    body_limit = max_body_bytes(config.max_image_bytes)
+    cameras = list(getattr(predictor, "cameras", None) or ["primary"])
+    body_limit = max_body_bytes(config.max_image_bytes * len(cameras))  # one image per camera
     proprio_dim = getattr(predictor, "proprio_dim", None)
     action_chunk = getattr(predictor, "action_chunk", 1)
 
@@ -107,6 +108,7 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None, mod
             "unnorm_keys": list(predictor.unnorm_keys),
             "action_chunk": action_chunk,
             "proprio_dim": proprio_dim,
+            "cameras": cameras,
             "execution": config.execution,
             **({"transform": predictor.transform.as_dict()} if hasattr(predictor, "transform") else {}),
             **batcher.stats.as_dict(),
@@ -122,6 +124,7 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None, mod
                 max_image_bytes=config.max_image_bytes,
                 max_instruction_chars=config.max_instruction_chars,
                 proprio_dim=proprio_dim,
+                cameras=cameras,
             )
 
         try:
@@ -135,7 +138,7 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None, mod
             return _error(err.status, err.message)
 
         async def query() -> np.ndarray:
-            return await batcher.submit(req.image, req.instruction, req.unnorm_key, req.proprio)
+            return await batcher.submit(req.model_images, req.instruction, req.unnorm_key, req.proprio)
 
         try:
             action = await (query() if sessions is None else sessions.act(req, query))

@@ -45,7 +45,8 @@ class BatchPredictor(Protocol):
         unnorm_key: str | None,
         proprios: Sequence[np.ndarray] | None = None,
     ) -> list[np.ndarray]:
-        """Images (H, W, 3) uint8 and instructions → one unnormalized action array per request: (D,) or (K, D)."""
+        """Images (H, W, 3) uint8 (a tuple of them, one per camera, for several-camera predictors) and instructions →
+        one unnormalized action array per request: (D,) or (K, D)."""
         ...
 
 

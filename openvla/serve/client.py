@@ -8,6 +8,10 @@ An OFT model may need the robot state and answers a (K, D) chunk unless the serv
 start of an episode:
 
     action = client.act(image, "pick up the black bowl", proprio=state, session="robot-1", reset=(t == 0))
+
+A two-camera model (``camera_roles`` primary + wrist) also takes the wrist frame:
+
+    chunk = client.act(image, "pick up the black bowl", wrist_image=wrist, proprio=state)  # (K, D)
 """
 
 from __future__ import annotations
@@ -44,13 +48,20 @@ class ActClient:
         proprio: np.ndarray | list[float] | None = None,
         session: str | None = None,
         reset: bool = False,
+        wrist_image: np.ndarray | None = None,
+        images: dict[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Send one uint8 (H, W, 3) image and an instruction; return the unnormalized action (D,) or chunk (K, D).
 
         ``proprio``: the raw robot state (P,), for a model with ``use_proprio``. ``session`` / ``reset``: this
         client's episode id and "a new episode starts here", used when the server executes chunks.
+        ``wrist_image`` / ``images`` ({camera role: frame}): the other cameras of a several-camera model.
         """
         payload: dict = {"image": np.ascontiguousarray(image), "instruction": instruction}
+        if wrist_image is not None:
+            payload["wrist_image"] = np.ascontiguousarray(wrist_image)
+        if images:
+            payload["images"] = {role: np.ascontiguousarray(frame) for role, frame in images.items()}
         if unnorm_key is not None:
             payload["unnorm_key"] = unnorm_key
         if proprio is not None:
@@ -116,10 +127,18 @@ class RemotePolicy:
         self.sessions = SessionStore(execution, ensemble_decay) if execution != "chunk" else None
         self._new_episode: set[str] = set()
         self.queries = 0  # HTTP requests sent
+        self._cameras: list[str] | None = None
 
     def describe(self) -> dict:
         """The server's ``/health``: its model's transform, K, proprio size, datasets and execution mode."""
         return self.client.health()
+
+    @property
+    def cameras(self) -> list[str]:
+        """The camera roles the server's model reads (from ``/health``, asked once)."""
+        if self._cameras is None:
+            self._cameras = list(self.describe().get("cameras") or ["primary"])
+        return self._cameras
 
     def reset(self, session: str = "default") -> None:
         self._new_episode.add(session)
@@ -130,14 +149,23 @@ class RemotePolicy:
         instruction = str(observation["instruction"])
         unnorm_key = observation.get("unnorm_key") or self.unnorm_key
 
+        images = dict(observation.get("images") or {})
+        image = observation.get("image")
+        if image is None:  # the model's first camera travels as 'image', the others under 'images'
+            image = images.pop(self.cameras[0], None)
+            if image is None:
+                raise ValueError(f"observation has no 'image' and no images[{self.cameras[0]!r}]")
+
         def query() -> np.ndarray:
             out = self.client.act(
-                observation["image"],
+                image,
                 instruction,
                 unnorm_key,
                 proprio=observation.get("proprio"),
                 session=session,
                 reset=session in self._new_episode,
+                wrist_image=observation.get("wrist_image"),
+                images=images or None,
             )
             self._new_episode.discard(session)
             self.queries += 1

@@ -9,6 +9,10 @@ Optional fields for OpenVLA-OFT models (an OpenVLA client sends none of them and
 * ``proprio``: the raw robot state, a JSON list of numbers or a 1-D json-numpy array. Required (422 naming it) when
   the model was trained with ``use_proprio``, and then of the model's ``proprio_dim`` length; ignored by a model
   without proprioception, so a client may always send it.
+* ``wrist_image`` (a json-numpy image like ``image``) or ``images`` ({camera role: json-numpy image}): the other
+  cameras of a several-camera model (its ``camera_roles``, e.g. primary + wrist). ``image`` is the model's first
+  camera. A camera the model reads but the request lacks is a 422 naming it; frames of cameras it does not read are
+  accepted and dropped, so one client can serve one- and two-camera models.
 * ``session`` (string) and ``reset`` (bool): which client episode a request belongs to, for the executing modes
   ``serve.execution`` = open_loop / ensemble (``sessions.py``); ``reset: true`` starts a new episode. Accepted and
   ignored in ``chunk`` mode.
@@ -32,7 +36,8 @@ import numpy as np
 from openvla.policy.sessions import DEFAULT_SESSION
 
 # Every key a request may carry; any other is refused (a typo such as 'unorm_key' would otherwise go unnoticed).
-ACCEPTED_KEYS = ("image", "instruction", "unnorm_key", "proprio", "session", "reset")
+ACCEPTED_KEYS = ("image", "wrist_image", "images", "instruction", "unnorm_key", "proprio", "session", "reset")
+CAMERA_ROLES = ("primary", "secondary", "wrist")  # the keys 'images' may hold (the data pipeline's roles)
 MAX_SESSION_CHARS = 256
 MAX_PROPRIO_DIM = 4096  # far above any robot state; bounds the work spent on a hostile 'proprio'
 PROPRIO_HINT = "a list of numbers (the raw robot state), or a 1-D json-numpy float array"
@@ -52,12 +57,18 @@ class PayloadError(ValueError):
 class ActRequest:
     """One validated `/act` request."""
 
-    image: np.ndarray  # (H, W, 3) uint8, C-contiguous
+    image: np.ndarray  # (H, W, 3) uint8, C-contiguous: the model's first camera
     instruction: str  # stripped, non-empty
     unnorm_key: str | None  # None = the model's only dataset
     proprio: np.ndarray | None = None  # (P,) float64 raw robot state; None when absent or the model takes none
     session: str = DEFAULT_SESSION  # client episode id (open_loop / ensemble execution)
     reset: bool = False  # start a new episode for this session
+    images: tuple[np.ndarray, ...] = ()  # every camera the model reads, in its order (image first)
+
+    @property
+    def model_images(self) -> np.ndarray | tuple[np.ndarray, ...]:
+        """What the policy takes for this sample: the frame (one camera) or the frames in camera order."""
+        return self.image if len(self.images) <= 1 else self.images
 
 
 def max_body_bytes(max_image_bytes: int) -> int:
@@ -175,8 +186,11 @@ def validate_request(
     max_image_bytes: int,
     max_instruction_chars: int,
     proprio_dim: int | None = None,
+    cameras: Sequence[str] = ("primary",),
 ) -> ActRequest:
-    """Check every field of a parsed body; ``unnorm_keys`` are the datasets the model can unnormalize for.
+    """Check every field of a parsed body; ``unnorm_keys`` are the datasets the model can unnormalize for;
+    ``cameras`` the model's camera roles in order (``image`` is the first, the rest come from ``wrist_image`` /
+    ``images``).
 
     ``proprio_dim`` is the state size of a model with ``use_proprio`` (then ``proprio`` is required), None for a model
     without proprioception (then a ``proprio`` sent anyway is checked for form and dropped).
@@ -186,7 +200,7 @@ def validate_request(
         raise PayloadError(
             422, f"unknown field(s) {', '.join(map(repr, unknown))}; /act accepts: {', '.join(ACCEPTED_KEYS)}"
         )
-    if "image" not in obj:
+    if "image" not in obj and not obj.get("images"):
         raise PayloadError(422, f"missing field 'image': {IMAGE_HINT}")
     instruction = obj.get("instruction")
     if instruction is None:
@@ -232,7 +246,43 @@ def validate_request(
         proprio = decode_proprio(proprio, proprio_dim)
         if proprio_dim is None:
             proprio = None  # the model takes no state: accepted, not used
-    image = decode_image(obj["image"], max_image_bytes)
+    frames = camera_images(obj, cameras, max_image_bytes)
     return ActRequest(
-        image=image, instruction=instruction, unnorm_key=unnorm_key, proprio=proprio, session=session, reset=reset
-    )
+        image=frames[0], instruction=instruction, unnorm_key=unnorm_key, proprio=proprio, session=session,
+        reset=reset, images=frames,
+    )  # fmt: skip
+
+
+def camera_images(obj: dict, cameras: Sequence[str], max_image_bytes: int) -> tuple[np.ndarray, ...]:
+    """The decoded frames of ``cameras`` (in order) from ``image`` / ``wrist_image`` / ``images``."""
+    named = obj.get("images")
+    if named is None:
+        named = {}
+    if not isinstance(named, dict):
+        raise PayloadError(422, f"'images' must be an object {{camera role: image}}, got {type(named).__name__}")
+    unknown = sorted(str(k) for k in named if k not in CAMERA_ROLES)
+    if unknown:
+        raise PayloadError(
+            422,
+            f"'images' has unknown camera role(s) {', '.join(map(repr, unknown))}; roles: {', '.join(CAMERA_ROLES)}",
+        )
+    sources: dict[str, tuple[str, object]] = {role: (f"images.{role}", value) for role, value in named.items()}
+    if "image" in obj:
+        sources.setdefault(cameras[0], ("image", obj["image"]))
+    if "wrist_image" in obj:
+        sources.setdefault("wrist", ("wrist_image", obj["wrist_image"]))
+    frames = []
+    for role in cameras:
+        if role not in sources:
+            hint = (
+                "'image'" if role == cameras[0] else ("'wrist_image' or " if role == "wrist" else "") + f"images.{role}"
+            )
+            raise PayloadError(
+                422, f"missing the {role!r} camera: this model reads cameras {list(cameras)}; send {hint}: {IMAGE_HINT}"
+            )
+        field_name, value = sources[role]
+        try:
+            frames.append(decode_image(value, max_image_bytes))
+        except PayloadError as err:
+            raise PayloadError(err.status, f"{field_name}: {err.message}") from None
+    return tuple(frames)

@@ -88,6 +88,7 @@ def make_vla_loader(
         num_parallel_calls=data_cfg.num_parallel_calls,
         num_parallel_reads=data_cfg.num_parallel_reads,
         skip_frames=skip_frames,
+        load_camera_views=tuple(getattr(transform, "cameras", data_cfg.cameras)),  # what the model reads
     )
     if skip_frames:
         log.info("data stream of rank %d resumes after %d frames", info.rank, skip_frames)

@@ -67,6 +67,7 @@ def build_components(
         action_chunk=model_config.action_chunk,
         parallel_decoding=model_config.parallel_decoding,
         use_proprio=model_config.use_proprio,
+        cameras=tuple(model_config.camera_roles),
     )
     collator = PaddedCollator(text_tokenizer.pad_token_id, model_max_length=model_config.llm_max_length)
     return VLAComponents(text_tokenizer, action_tokenizer, image_processor, transform, collator)

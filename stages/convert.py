@@ -1,4 +1,4 @@
-"""``openvla convert``: raw robot episodes (LIBERO-style HDF5 or plain ``.npz``) → an RLDS (TFDS) dataset.
+"""``openvla convert``: raw robot episodes (LIBERO-style HDF5, plain ``.npz`` or a LeRobot v3.0 dataset) → RLDS.
 
 Writes ``<data-dir>/<convert.dataset_name>/<convert.version>/`` atomically (nothing is left behind on a bad input)
 and ``metrics/convert.json`` (episodes kept/dropped, steps kept, no-ops dropped).
@@ -14,7 +14,11 @@ import typer
 
 def main(
     raw_dir: Annotated[
-        Path, typer.Option(help="Folder of raw episodes: `*_demo.hdf5` files (libero_hdf5) or `episode_*.npz` (npz).")
+        Path,
+        typer.Option(
+            help="Folder of raw episodes: `*_demo.hdf5` files (libero_hdf5), `episode_*.npz` (npz), or a LeRobot "
+            "v3.0 dataset directory with meta/info.json (lerobot)."
+        ),
     ] = Path("data/raw/libero_embedded"),
     data_dir: Annotated[
         Path, typer.Option(help="TFDS data directory; the dataset goes to <data-dir>/<dataset_name>/<version>/.")

@@ -68,8 +68,9 @@ class ChunkPredictor:
         ]
 
 
-def chunked_tiny_vla(seed: int = 0, chunk: int = 4):
-    """The tiny VLA as OpenVLA-OFT: K-action chunks decoded in parallel by the L1 head, with a proprio token.
+def chunked_tiny_vla(seed: int = 0, chunk: int = 4, cameras: tuple[str, ...] = ("primary",), film: bool = False):
+    """The tiny VLA as OpenVLA-OFT: K-action chunks decoded in parallel by the L1 head, with a proprio token
+    (and ``cameras`` images, FiLM when ``film``: its projections are then randomised, not the identity).
 
     Its statistics carry a non-degenerate 8-D proprio entry per dataset, so the state changes the prediction.
     """
@@ -96,5 +97,13 @@ def chunked_tiny_vla(seed: int = 0, chunk: int = 4):
     config.use_proprio = True
     config.proprio_dim = 8
     config.norm_stats = stats
+    config.set_cameras(list(cameras))
+    config.use_film = film
     torch.manual_seed(seed)
-    return build_vla(config, "sdpa").eval()
+    model = build_vla(config, "sdpa").eval()
+    if film:
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if ".film." in name:
+                    parameter.normal_(std=0.05)
+    return model

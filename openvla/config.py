@@ -200,6 +200,8 @@ class PretrainConfig:
     seed: int = 7  # model init (same on every rank) and data/augmentation streams (offset per rank)
     cpu_threads: int = 1  # torch intra-op threads per process on CPU (0 = torch's default); 1 is fastest for the
     # tiny model on a shared 2-core machine (2 spinning OpenMP threads were 3-20x slower under contention)
+    eval_every: int = 250  # held-out validation every N steps and at the last step (val/* curves); 0 disables
+    eval_batches: int = 4  # held-out batches of batch_size frames per validation (the same frames every time)
 
     def __post_init__(self) -> None:
         for key in ("nproc", "steps", "batch_size", "grad_accumulation", "keep_last", "log_every"):
@@ -207,6 +209,9 @@ class PretrainConfig:
                 raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
         if self.save_every < 0 or self.warmup_steps < 0 or self.cpu_threads < 0:
             raise ValueError("save_every, warmup_steps and cpu_threads must be ≥ 0")
+        if self.eval_every < 0 or self.eval_batches < 1:
+            raise ValueError(f"eval_every must be ≥ 0 and eval_batches ≥ 1, got {self.eval_every} and "
+                             f"{self.eval_batches}")  # fmt: skip
         if self.batch_size % self.nproc:
             raise ValueError(f"batch_size {self.batch_size} must be divisible by nproc {self.nproc}")
 
@@ -221,7 +226,8 @@ class FinetuneConfig:
     lora_alpha: int = 0  # 0 → min(rank, 16) as OpenVLA
     lora_dropout: float = 0.0  # dropout on the LoRA input (OpenVLA: 0)
     target_modules: str = "all-linear"  # peft target_modules: every Linear except the output head, as OpenVLA
-    lr: float = 5e-4  # AdamW lr, constant (OpenVLA: 5e-4)
+    lr: float = 5e-4  # AdamW lr (OpenVLA: 5e-4, constant)
+    lr_decay_step: int = 0  # 0: constant lr; N: lr × 0.1 from optimizer step N on (OFT's LIBERO recipe: 100000)
     steps: int = 200  # optimizer steps
     batch_size: int = 8  # global micro-batch (split across ranks when run under torchrun, DDP)
     grad_accumulation: int = 1  # micro-batches per optimizer step
@@ -233,6 +239,8 @@ class FinetuneConfig:
     log_every: int = 1  # record metrics every N steps
     seed: int = 7  # LoRA init and data/augmentation streams
     cpu_threads: int = 1  # torch intra-op threads per process on CPU (0 = torch's default), see pretrain.cpu_threads
+    eval_every: int = 50  # held-out validation every N steps and at the last step (val/* curves); 0 disables
+    eval_batches: int = 4  # held-out batches of batch_size frames per validation (the same frames every time)
 
     def __post_init__(self) -> None:
         for key in ("lora_rank", "steps", "batch_size", "grad_accumulation", "keep_last", "log_every"):
@@ -240,6 +248,11 @@ class FinetuneConfig:
                 raise ValueError(f"{key} must be ≥ 1, got {getattr(self, key)}")
         if self.lora_alpha < 0 or self.save_every < 0 or self.cpu_threads < 0 or not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError("lora_alpha, save_every and cpu_threads must be ≥ 0, lora_dropout in [0, 1)")
+        if self.lr_decay_step < 0:
+            raise ValueError(f"lr_decay_step must be ≥ 0 (0 = constant lr), got {self.lr_decay_step}")
+        if self.eval_every < 0 or self.eval_batches < 1:
+            raise ValueError(f"eval_every must be ≥ 0 and eval_batches ≥ 1, got {self.eval_every} and "
+                             f"{self.eval_batches}")  # fmt: skip
 
     @property
     def alpha(self) -> int:

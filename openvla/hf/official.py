@@ -56,6 +56,7 @@ OUR_CONFIG_KEYS: tuple[str, ...] = (
     "num_images_in_input",
     "camera_roles",
     "use_film",
+    "bridged_action_options",  # what fine-tuning changed in its base's options (openvla.train.finetune)
 )
 OFFICIAL_PREPROCESSOR_KEYS: tuple[str, ...] = (
     "image_processor_type",
@@ -82,9 +83,10 @@ OFFICIAL_WEIGHT_PREFIXES = (
     "projector.",
     "language_model.",
 )
-# Our optional modules (OFT-style chunks): present only when the config enables them; the official remote code
-# cannot use them, so an export with them is ours-only (config keys parallel_decoding / action_head / use_proprio).
-OUR_WEIGHT_PREFIXES = ("action_queries.", "proprio_projector.", "l1_head.")
+# Our optional modules (OFT-style chunks, FiLM): present only when the config enables them; the official remote code
+# cannot use them, so an export with them is ours-only (config keys parallel_decoding / action_head / use_proprio /
+# use_film).
+OUR_WEIGHT_PREFIXES = ("action_queries.", "proprio_projector.", "l1_head.", "vision_backbone.film.")
 WEIGHT_PREFIXES = OFFICIAL_WEIGHT_PREFIXES + OUR_WEIGHT_PREFIXES
 
 _TIMM_GAMMA = re.compile(r"\.(ls[12])\.gamma$")

@@ -12,7 +12,9 @@ projector and a Llama decoder over a 32,000-piece SentencePiece vocabulary + ``<
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from openvla.model.configuration import OpenVLAConfig
 
@@ -131,9 +133,12 @@ def set_action_options(
     chunk: int,
     use_proprio: bool,
     statistics: dict,
+    cameras: Sequence[str] | None = None,
+    film: bool | None = None,
 ) -> OpenVLAConfig:
     """Apply ``params.yaml``'s action options (``model.action_head``, ``model.parallel_decoding``, ``data.chunk``,
-    ``data.use_proprio``) to a named config; D and the proprio size come from the dataset statistics.
+    ``data.use_proprio``, ``data.cameras``, ``model.film``) to a config; D and the proprio size come from the
+    dataset statistics. ``cameras`` / ``film`` None leave the config's own (``action_options_of`` reads them all).
 
     The L1 head always decodes in parallel (it reads the action slots), so ``action_head="l1"`` implies it.
     """
@@ -153,17 +158,112 @@ def set_action_options(
         if len(sizes) != 1:
             raise ValueError(f"data.use_proprio: the datasets have different proprio sizes {sorted(sizes)}")
         config.proprio_dim = sizes.pop()
+    if cameras is not None:
+        roles = [str(c) for c in cameras]
+        if hasattr(config, "set_cameras"):
+            config.set_cameras(roles)  # num_images_in_input = len(roles)
+        elif len(roles) != 1:
+            raise ValueError(f"data.cameras: {roles} needs a model with num_images_in_input (one camera here)")
+    if film is not None:
+        config.use_film = bool(film)
     config.validate_action_options()
     return config
 
 
-def action_options_mismatch(config: OpenVLAConfig, params: object) -> list[str]:
-    """Where a trained model's action options differ from ``params`` (finetuning must not change them)."""
-    want = {
+def action_options_of(params: Any) -> dict[str, Any]:
+    """The keyword arguments of ``set_action_options`` that ``params.yaml`` (a ``Params``) asks for."""
+    return {
         "action_head": params.model.action_head,
-        "parallel_decoding": bool(params.model.parallel_decoding or params.model.action_head == "l1"),
-        "action_chunk": params.data.chunk,
+        "parallel_decoding": params.model.parallel_decoding,
+        "chunk": params.data.chunk,
         "use_proprio": params.data.use_proprio,
+        "cameras": list(getattr(params.data, "cameras", None) or ["primary"]),
+        "film": bool(getattr(params.model, "film", False)),
     }
-    return [f"{key}: model has {getattr(config, key)!r}, params.yaml asks {value!r}"
-            for key, value in want.items() if getattr(config, key) != value]  # fmt: skip
+
+
+# What fine-tuning may change in a trained model (new modules start fresh and train in full) …
+BRIDGEABLE_KEYS = (
+    "action_head",
+    "parallel_decoding",
+    "action_chunk",
+    "action_dim",
+    "use_proprio",
+    "proprio_dim",
+    "num_images_in_input",
+    "camera_roles",
+    "use_film",
+)
+# … and what it cannot: the weights of another vision backbone, image size or LLM do not exist in the base.
+ARCHITECTURE_KEYS = ("timm_model_ids", "timm_model_kwargs", "image_sizes", "use_fused_vision_backbone")
+TEXT_ARCHITECTURE_KEYS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+)
+
+
+def architecture_mismatch(config: OpenVLAConfig, reference: OpenVLAConfig) -> list[str]:
+    """``key: config value vs reference value`` for every architecture key where the two differ."""
+    out = []
+    for key in ARCHITECTURE_KEYS:
+        have, want = getattr(config, key, None), getattr(reference, key, None)
+        if (have or None) != (want or None):  # [] and None both mean "no overrides"
+            out.append((key, have, want))
+    for key in TEXT_ARCHITECTURE_KEYS:
+        have, want = getattr(config.text_config, key, None), getattr(reference.text_config, key, None)
+        if have != want:
+            out.append((f"text_config.{key}", have, want))
+    return [f"{key}: the base has {have!r}, model.name's config has {want!r}" for key, have, want in out]
+
+
+def bridge_action_options(
+    base_config: OpenVLAConfig, params: Any, statistics: dict, base_dir: str | Path = "finetune.base"
+) -> tuple[OpenVLAConfig, list[str]]:
+    """The base model's config with ``params.yaml``'s action options (a copy), and what changed.
+
+    Fine-tuning may give a base options it was not trained with (OpenVLA-OFT fine-tunes openvla-7b into L1 + chunks
+    + proprio + two images, FiLM for OFT+): the head, K, proprio, the cameras and FiLM are config keys whose modules
+    the loader then creates fresh. The vision backbone, image size and LLM cannot change (their weights are the
+    base): where the base differs from ``model.name``'s configuration on one of those, a ``ValueError`` names
+    ``base_dir`` and the key. ``changes`` reads ``key: old → new``.
+    """
+    import copy
+
+    reference = get_model_config(params.model.name)
+    problems = architecture_mismatch(base_config, reference)
+    if problems:
+        raise ValueError(
+            f"{Path(base_dir) / 'config.json'}: the base cannot be fine-tuned into params.yaml's model "
+            f"(model.name {params.model.name!r}): {'; '.join(problems)}. Fine-tuning can add action options "
+            f"(model.action_head, data.chunk, data.use_proprio, data.cameras, model.film) but not change the "
+            f"vision backbone, image size or LLM: set model.name to the base's configuration"
+        )
+    config = copy.deepcopy(base_config)
+    before = {key: copy.deepcopy(getattr(config, key, None)) for key in BRIDGEABLE_KEYS}
+    set_action_options(config, **action_options_of(params), statistics=statistics)
+    changes = []
+    for key in BRIDGEABLE_KEYS:
+        after = getattr(config, key, None)
+        if after != before[key] and not (key == "proprio_dim" and not config.use_proprio):
+            changes.append(f"{key}: {before[key]!r} → {after!r}")
+    return config, changes
+
+
+def action_options_mismatch(config: OpenVLAConfig, params: object) -> list[str]:
+    """Where a trained model's action options differ from ``params`` (what ``bridge_action_options`` changes)."""
+    options = action_options_of(params)
+    want = {
+        "action_head": options["action_head"],
+        "parallel_decoding": bool(options["parallel_decoding"] or options["action_head"] == "l1"),
+        "action_chunk": options["chunk"],
+        "use_proprio": options["use_proprio"],
+        "num_images_in_input": len(options["cameras"]),
+        "use_film": options["film"],
+    }
+    return [f"{key}: model has {getattr(config, key, default)!r}, params.yaml asks {value!r}"
+            for (key, value), default in zip(want.items(), (None, None, None, None, 1, False), strict=True)
+            if getattr(config, key, default) != value]  # fmt: skip

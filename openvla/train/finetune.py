@@ -26,9 +26,10 @@ from openvla.train.distributed import DistInfo, barrier, init_distributed, shutd
 from openvla.train.loop import Checkpointer, LoopConfig, fingerprint, fit
 from openvla.train.lora import adapter_state_dict, apply_lora, load_adapter_state_dict, merge_lora
 from openvla.train.metrics import MetricsRecorder
-from openvla.train.optim import build_optimizer, build_scheduler
+from openvla.train.optim import build_optimizer, step_decay_scheduler
 from openvla.train.pretrain import load_statistics
 from openvla.train.strategy import unwrap, wrap_model
+from openvla.train.validation import Validator
 from openvla.train.vla import (
     ACTION_TOKENIZER_DIR,
     STATISTICS_FILE,
@@ -98,7 +99,7 @@ def _finetune(
     run: Any | None,
     on_step_end: Callable[[int, dict], bool | None] | None,
 ) -> dict[str, Any]:
-    from openvla.model import OpenVLAForActionPrediction, action_options_mismatch, image_size_of
+    from openvla.model import image_size_of
 
     cfg = params.finetune
     if info.device.type == "cpu" and cfg.cpu_threads > 0:
@@ -106,23 +107,21 @@ def _finetune(
     mixture = cfg.mixture or params.data.mixture
     load_registry(params.data)
     statistics = load_statistics(statistics_path, mixture, "finetune.mixture" if cfg.mixture else "data.mixture")
-    torch.manual_seed(cfg.seed)  # same base + adapter init on every rank
-    model = OpenVLAForActionPrediction.from_pretrained(
-        str(base_dir), attn_implementation=params.model.attn_implementation
-    )
+    torch.manual_seed(cfg.seed)  # same base + adapter + fresh-module init on every rank
+    model, changes, fresh = load_bridged_base(base_dir, params, statistics)
     model.config.norm_stats = statistics
     model.config.image_augmentation = bool(cfg.image_augmentation)  # the inference transform crops then
-    mismatch = action_options_mismatch(model.config, params)
-    if mismatch:
-        raise ValueError(f"{base_dir}: the base model was trained with other action options than params.yaml has "
-                         f"({'; '.join(mismatch)}); finetune with the base's options or pretrain again")  # fmt: skip
+    if info.is_main:
+        record_bridge(run, run_dir, model.config, changes, fresh)
     text_spec, action_dir = _tokenizer_sources(base_dir, params.model.tokenizer, action_tokenizer_dir)
     components = build_components(model.config, text_spec, action_dir)
-    peft_model = apply_lora(model, cfg.lora_rank, cfg.alpha, cfg.lora_dropout, cfg.target_modules)
+    peft_model = apply_lora(model, cfg.lora_rank, cfg.alpha, cfg.lora_dropout, cfg.target_modules, fully_trained=fresh)
 
     manager = CheckpointManager(run_dir, keep_last=cfg.keep_last)
     recipe = {k: getattr(cfg, k) for k in ("base", "lora_rank", "lora_alpha", "lora_dropout", "target_modules", "lr",
                                            "batch_size", "grad_accumulation", "grad_clip", "seed")}  # fmt: skip
+    if cfg.lr_decay_step:  # only then: a constant-lr run keeps the fingerprint it had before the key existed
+        recipe["lr_decay_step"] = cfg.lr_decay_step
     checkpointer = Checkpointer(
         manager,
         info,
@@ -134,6 +133,7 @@ def _finetune(
                 "recipe": recipe,
                 "mixture": mixture,
                 "base": base_identity(base_dir),
+                "bridge": changes,
                 "stats": statistics,
                 "data": vars(params.data),
             }
@@ -152,7 +152,7 @@ def _finetune(
     strategy = "ddp" if info.world_size > 1 else "none"
     model_w = wrap_model(peft_model, strategy, info)
     optimizer = build_optimizer(model_w, cfg.lr, weight_decay=0.0)
-    scheduler = build_scheduler(optimizer, "constant", cfg.steps)
+    scheduler = step_decay_scheduler(optimizer, cfg.lr_decay_step)
     restored = checkpointer.restore(resume_from, model_w, optimizer, scheduler) if resume_from else {}
     start, data_state = int(restored.get("step", 0)), restored.get("data", {})
 
@@ -176,15 +176,33 @@ def _finetune(
         skip_frames=resume_skip(data_state, info, per_rank_batch_size(cfg.batch_size, info) * cfg.grad_accumulation),
     )
     batches = iter(loader)
+    autocast = info.device.type == "cuda"
     summary: dict[str, Any] = {}
     if start < cfg.steps:
+        validator = None
+        if cfg.eval_every > 0:
+            validator = Validator.build(
+                data_dir=data_dir,
+                mixture=mixture,
+                statistics=statistics,
+                data_cfg=params.data,
+                image_size=image_size_of(model.config),
+                transform=components.transform,
+                collator=components.collator,
+                batch_size=cfg.batch_size,
+                num_batches=cfg.eval_batches,
+                seed=cfg.seed,
+                info=info,
+                action_tokenizer=components.action_tokenizer,
+                autocast_bf16=autocast,
+            )
         summary = fit(
             model_w,
             optimizer,
             scheduler,
             batches,
-            VLAObjective(components.action_tokenizer, info.device, autocast_bf16=info.device.type == "cuda"),
-            LoopConfig(cfg.steps, cfg.grad_accumulation, cfg.grad_clip, cfg.save_every, cfg.log_every),
+            VLAObjective(components.action_tokenizer, info.device, autocast_bf16=autocast),
+            LoopConfig(cfg.steps, cfg.grad_accumulation, cfg.grad_clip, cfg.save_every, cfg.log_every, cfg.eval_every),
             info,
             start_step=start,
             data_state=data_state,
@@ -193,6 +211,7 @@ def _finetune(
             batch_size_of=batch_size_of,
             on_step_end=on_step_end,
             desc="finetune",
+            validate=validator,
         )
     summary.update({"resumed_from_step": start, "world_size": info.world_size, "lora_alpha": cfg.alpha, **counts})
     if info.is_main:
@@ -211,6 +230,59 @@ def _finetune(
                 run.log_artifacts(plots_dir, artifact_path="plots")
     barrier()
     return summary
+
+
+def load_bridged_base(base_dir: Path, params: Params, statistics: dict) -> tuple[torch.nn.Module, list[str], list[str]]:
+    """The base model with ``params.yaml``'s action options: ``(model, changes, fresh)``.
+
+    ``bridge_action_options`` gives the base's config the options (or refuses another backbone / LLM); the model
+    is built from that config and the base's weights loaded into it. ``fresh`` names the parameters the base did
+    not have (or had in another shape, e.g. action slots for another K): transformers initialised them, and they
+    train in full next to the LoRA adapters. Generic: an L1 head, action slots, a proprio projector or FiLM
+    projections are all just "parameters the base lacked". Modules the base has and the options drop (an L1 head
+    when params.yaml asks for tokens) are not loaded, and listed in the log.
+    """
+    from openvla.model import OpenVLAConfig, OpenVLAForActionPrediction
+    from openvla.model.configs import bridge_action_options
+
+    base_config = OpenVLAConfig.from_pretrained(str(base_dir))
+    config, changes = bridge_action_options(base_config, params, statistics, base_dir)
+    config._attn_implementation = params.model.attn_implementation
+    model, info = OpenVLAForActionPrediction.from_pretrained(
+        str(base_dir),
+        config=config,
+        attn_implementation=params.model.attn_implementation,
+        output_loading_info=True,
+        ignore_mismatched_sizes=bool(changes),  # only option modules can change shape: the architecture is checked
+    )
+    reshaped = [entry[0] for entry in info.get("mismatched_keys", [])]
+    fresh = sorted(set(info.get("missing_keys", [])) | set(reshaped))
+    names = {name for name, _ in model.named_parameters()}
+    fresh = [name for name in fresh if name in names]  # parameters only (no buffers)
+    if info.get("unexpected_keys"):
+        log.info("%s: %d tensors of the base are not part of the new options (dropped), e.g. %s", base_dir,
+                 len(info["unexpected_keys"]), sorted(info["unexpected_keys"])[:3])  # fmt: skip
+    if changes:
+        log.info("fine-tuning %s into params.yaml's action options: %s; %d freshly initialised tensors (%d "
+                 "parameters) train in full", base_dir, "; ".join(changes), len(fresh),
+                 sum(p.numel() for n, p in model.named_parameters() if n in set(fresh)))  # fmt: skip
+    elif fresh:
+        raise ValueError(f"{base_dir}: the base lacks {fresh[:5]} although its config has params.yaml's options "
+                         "(an incomplete checkpoint?)")  # fmt: skip
+    return model, changes, fresh
+
+
+def record_bridge(run: Any | None, run_dir: Path, config: Any, changes: list[str], fresh: list[str]) -> None:
+    """What fine-tuning changed: ``bridged_action_options`` in the config (so the merged model and its export carry
+    it), ``<run_dir>/config.json``, and MLflow (param ``finetune.bridge``, tag with the fresh tensor count)."""
+    if changes:
+        config.bridged_action_options = list(changes)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.to_json_file(str(run_dir / "config.json"))
+    if run is not None:
+        run.log_params({"finetune.bridge": "; ".join(changes) or "none"})
+        run.set_tags({"finetune.bridge.fresh_tensors": len(fresh)})
+        run.log_artifact(run_dir / "config.json")
 
 
 def base_identity(base_dir: Path) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from openvla.train.strategy import (
     load_full_optimizer_state_dict,
     set_gradient_sync,
 )
+from openvla.train.validation import validation_summary
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,15 @@ class LoopConfig:
     grad_clip: float = 1.0  # max global grad norm; ≤ 0 disables clipping (the norm is still logged)
     save_every: int = 0  # checkpoint every N steps (0: only at the end); the last step is always saved
     log_every: int = 1  # record metrics every N steps (and at the last)
+    eval_every: int = 0  # run ``fit``'s ``validate`` every N steps and at the last (0: never)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"steps must be ≥ 1, got {self.steps}")
         if self.grad_accumulation < 1:
             raise ValueError(f"grad_accumulation must be ≥ 1, got {self.grad_accumulation}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be ≥ 0, got {self.eval_every}")
 
 
 class Objective(Protocol):
@@ -182,11 +186,17 @@ def fit(
     batch_size_of: Callable[[Any], int] = len,
     on_step_end: Callable[[int, dict[str, float]], bool | None] | None = None,
     desc: str = "train",
+    validate: Callable[[nn.Module], Mapping[str, float]] | None = None,
 ) -> dict[str, float]:
     """Train from ``start_step`` to ``config.steps``; returns the summary (rank 0's view; all ranks agree).
 
     ``on_step_end(step, metrics)`` runs after every optimizer step (and its checkpoint); returning True stops
     training there (the callback must answer the same on every rank).
+
+    ``validate(model) -> {"val/…": value}`` runs every ``config.eval_every`` steps and after the last step, on every
+    rank (it is collective: FSDP's forward needs all ranks), before that step's checkpoint, so a run resumed from a
+    checkpoint has the validation of its step already; rank 0 records the values (``MetricsRecorder.record``) and
+    the summary gets their best and last (``openvla.train.validation.validation_summary``).
 
     ``data_state`` is the restored checkpoint's (``Checkpointer.restore``): every checkpoint records how many frames
     each rank has consumed (``frames_per_rank``) and in total (``samples_seen``), counted across resumes, so the
@@ -204,6 +214,7 @@ def fit(
     t_start = time.perf_counter()
     last: dict[str, float] = {}
     done = start_step
+    val_time = 0.0
     for step in range(start_step, config.steps):
         t0 = time.perf_counter()
         data_time = 0.0
@@ -254,6 +265,13 @@ def fit(
                 shown["acc"] = f"{last['action_accuracy']:.2f}"
             progress.set_postfix(**shown)
             progress.update(1)
+        if validate is not None and config.eval_every > 0 and (done % config.eval_every == 0 or done == config.steps):
+            tv = time.perf_counter()
+            val = dict(validate(model))
+            val_time += time.perf_counter() - tv
+            if info.is_main and recorder is not None:
+                recorder.record(done, val, prefix="")
+            log.info("step %d held-out: %s", done, ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
         data_state = {"step": done, "samples_seen": total_seen, "frames_per_rank": list(frames_per_rank)}
         saved = checkpointer is not None and (
             done == config.steps or (config.save_every > 0 and done % config.save_every == 0)
@@ -280,9 +298,12 @@ def fit(
             "peak_rss_mb_all_ranks": sum(rss),  # what the job needs on one node
         }
     )
+    if validate is not None and config.eval_every > 0:
+        summary["val_time_s"] = val_time  # held-out evaluation's share of wall_time_s (this run)
     if recorder is not None:
         for key in ("loss", "action_accuracy", "l1"):
             mean = recorder.tail_mean(key)
             if mean is not None:
                 summary[f"last10_{key}"] = mean
+        summary.update(validation_summary(recorder.rows))
     return summary

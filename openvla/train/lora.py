@@ -12,6 +12,7 @@ slots, proprio projector, L1 head) are small and task-specific: they train in fu
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -34,16 +35,52 @@ def dead_linear_modules(model: nn.Module) -> list[str]:
     return dead
 
 
+def fresh_module_names(model: nn.Module, fresh: Sequence[str]) -> list[str]:
+    """The modules that hold the parameters ``fresh`` (the base lacked them), for peft ``modules_to_save``.
+
+    The leaf modules owning them (a Linear, a LayerNorm, the action slots): peft replaces a saved module by a
+    wrapper that runs a trainable copy in ``forward``, so the modules must be ones the model calls (a container
+    such as a ModuleDict of FiLM projections is indexed, not called). Those under ``FULLY_TRAINED_MODULES`` are
+    covered already. A fresh parameter sitting on a module next to base parameters cannot train in full alone:
+    that is an error naming it.
+    """
+    fresh = set(fresh)
+    owners: dict[str, nn.Module] = {}
+    for name in sorted(fresh):
+        if name.split(".")[0] in FULLY_TRAINED_MODULES:
+            continue
+        owner, _, _ = name.rpartition(".")
+        module = model.get_submodule(owner)
+        own = [f"{owner}.{p}" for p, _ in module.named_parameters(recurse=False)]
+        if not all(p in fresh for p in own):
+            raise ValueError(f"{name}: a new parameter on a module whose other parameters come from the base "
+                             f"({owner}); it cannot train in full on its own")  # fmt: skip
+        owners[owner] = module
+    return sorted(owners)
+
+
 def apply_lora(
-    model: nn.Module, rank: int, alpha: int, dropout: float = 0.0, target_modules: str | list[str] = "all-linear"
+    model: nn.Module,
+    rank: int,
+    alpha: int,
+    dropout: float = 0.0,
+    target_modules: str | list[str] = "all-linear",
+    fully_trained: Sequence[str] = (),
 ) -> Any:
-    """Freeze ``model`` and add LoRA adapters (gaussian init, so the adapted model starts equal to the base)."""
+    """Freeze ``model`` and add LoRA adapters (gaussian init, so the adapted model starts equal to the base).
+
+    ``fully_trained``: parameter names that train in full (peft ``modules_to_save``) besides the OFT modules —
+    those a fine-tuning into new action options initialised fresh (``fresh_module_names``), e.g. FiLM projections.
+    """
     from peft import LoraConfig, get_peft_model
 
     exclude = dead_linear_modules(model)
     # OFT's small new modules (action slots, proprio projector, L1 head) train in full, as OFT fine-tunes them.
     full = [name for name in FULLY_TRAINED_MODULES if hasattr(model, name)]
+    extra = fresh_module_names(model, fully_trained)
     exclude += [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n.split(".")[0] in full]
+    exclude += [n for n in extra if isinstance(model.get_submodule(n), nn.Linear)]
+    full += extra
     config = LoraConfig(
         r=rank,
         lora_alpha=alpha,

@@ -22,6 +22,7 @@ import torch
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+TRAIN_CURVES = ("loss", "action_accuracy", "l1", "lr")  # per-step curves written under plots/<stage>/
 
 
 def action_token_sums(
@@ -154,16 +155,19 @@ class MetricsRecorder:
         self.history_path.parent.mkdir(parents=True, exist_ok=True)
         self.history_path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
 
-    def record(self, step: int, metrics: Mapping[str, float]) -> None:
+    def record(self, step: int, metrics: Mapping[str, float], prefix: str = "train/") -> None:
+        """One row of ``step``; MLflow gets the keys with ``prefix`` (held-out metrics come as ``val/…`` already
+        and pass ``prefix=""``)."""
         row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
         self.rows.append(row)
         with self.history_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         if self.run is not None:
-            self.run.log_metrics({f"train/{k}": v for k, v in metrics.items()}, step=step)
+            self.run.log_metrics({f"{prefix}{k}": v for k, v in metrics.items()}, step=step)
 
-    def write_plots(self, curves: Iterable[str] = ("loss", "action_accuracy", "l1", "lr")) -> list[Path]:
-        """One ``<curve>.csv`` (columns step, <curve>) per curve that was recorded, for DVC plots (x: step).
+    def write_plots(self, curves: Iterable[str] = TRAIN_CURVES) -> list[Path]:
+        """One ``<curve>.csv`` (columns step, <curve>) per curve that was recorded, for DVC plots (x: step); the
+        held-out curves ``val/<name>`` (``val/frames`` aside) come along as ``val_<name>.csv``.
 
         A curve this run never recorded (token accuracy of the L1 head) gets no file, and a stale one is removed:
         ``dvc.yaml`` declares the directory, so every CSV in it is drawn and an empty one would be an empty plot.
@@ -171,15 +175,18 @@ class MetricsRecorder:
         if self.plots_dir is None:
             return []
         self.plots_dir.mkdir(parents=True, exist_ok=True)
+        held_out = sorted({k for row in self.rows for k in row if k.startswith("val/") and k != "val/frames"})
+        stale = [p.stem.replace("val_", "val/", 1) for p in self.plots_dir.glob("val_*.csv")]
         written = []
-        for curve in curves:
-            path = self.plots_dir / f"{curve}.csv"
+        for curve in dict.fromkeys([*curves, *held_out, *stale]):
+            name = curve.replace("/", "_")
+            path = self.plots_dir / f"{name}.csv"
             if not any(curve in row for row in self.rows):
                 path.unlink(missing_ok=True)
                 continue
             with path.open("w", newline="") as f:
                 writer = csv.writer(f)
-                writer.writerow(["step", curve])
+                writer.writerow(["step", name])
                 for row in self.rows:
                     if curve in row:
                         writer.writerow([row["step"], f"{row[curve]:.6g}"])
@@ -187,5 +194,6 @@ class MetricsRecorder:
         return written
 
     def tail_mean(self, key: str, n: int = 10) -> float | None:
-        values = [r[key] for r in self.rows[-n:] if key in r]
+        """Mean of the last ``n`` recorded values of ``key``."""
+        values = [r[key] for r in self.rows if key in r][-n:]
         return sum(values) / len(values) if values else None

@@ -61,6 +61,18 @@ def build_scheduler(
     )
 
 
+def step_decay_scheduler(
+    optimizer: torch.optim.Optimizer, decay_step: int, factor: float = 0.1
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Constant lr, multiplied by ``factor`` from optimizer step ``decay_step`` on (0: never), as OpenVLA-OFT's
+    fine-tuning decays its lr 10× after 100K steps (LIBERO.md of the OFT release)."""
+    if decay_step < 0:
+        raise ValueError(f"decay_step must be ≥ 0, got {decay_step}")
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: factor if decay_step and step >= decay_step else 1.0
+    )
+
+
 def apply_freeze(model: nn.Module, mode: Freeze) -> dict[str, int]:
     """Freeze parts of the VLA in place; returns trainable/total parameter counts.
 

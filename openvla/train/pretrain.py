@@ -26,6 +26,7 @@ from openvla.train.loop import Checkpointer, LoopConfig, fingerprint, fit
 from openvla.train.metrics import MetricsRecorder
 from openvla.train.optim import apply_freeze, build_optimizer, build_scheduler
 from openvla.train.strategy import resolve_precision, unwrap, wrap_model
+from openvla.train.validation import Validator
 from openvla.train.vla import (
     STATISTICS_FILE,
     VLAObjective,
@@ -76,7 +77,8 @@ def resume_fingerprint(
     )
 
 
-ACTION_OPTION_KEYS = ("action_head", "parallel_decoding", "action_chunk", "action_dim", "use_proprio", "proprio_dim")
+ACTION_OPTION_KEYS = ("action_head", "parallel_decoding", "action_chunk", "action_dim", "use_proprio", "proprio_dim",
+                      "num_images_in_input", "camera_roles", "use_film")  # fmt: skip
 
 
 def _load_model(path: str | Path, attn_implementation: str, options: Any | None = None) -> torch.nn.Module:
@@ -121,6 +123,7 @@ def _pretrain(
     on_step_end: Callable[[int, dict], None] | None,
 ) -> dict[str, Any]:
     from openvla.model import build_vla, get_model_config, image_size_of, set_action_options
+    from openvla.model.configs import action_options_of
 
     cfg = params.pretrain
     if info.device.type == "cpu" and cfg.cpu_threads > 0:
@@ -129,14 +132,7 @@ def _pretrain(
     statistics = load_statistics(statistics_path, params.data.mixture)
     model_config = get_model_config(params.model.name)
     model_config.norm_stats = statistics
-    set_action_options(
-        model_config,
-        action_head=params.model.action_head,
-        parallel_decoding=params.model.parallel_decoding,
-        chunk=params.data.chunk,
-        use_proprio=params.data.use_proprio,
-        statistics=statistics,
-    )
+    set_action_options(model_config, **action_options_of(params), statistics=statistics)
     model_config.image_augmentation = bool(params.data.image_augmentation)  # the inference transform crops then
     components = build_components(model_config, params.model.tokenizer, action_tokenizer_dir)
 
@@ -201,13 +197,30 @@ def _pretrain(
                 data_state, info, per_rank_batch_size(cfg.batch_size, info) * cfg.grad_accumulation
             ),
         )
+        validator = None
+        if cfg.eval_every > 0:
+            validator = Validator.build(
+                data_dir=data_dir,
+                mixture=params.data.mixture,
+                statistics=statistics,
+                data_cfg=params.data,
+                image_size=image_size_of(model_config),
+                transform=components.transform,
+                collator=components.collator,
+                batch_size=cfg.batch_size,
+                num_batches=cfg.eval_batches,
+                seed=cfg.seed,
+                info=info,
+                action_tokenizer=components.action_tokenizer,
+                autocast_bf16=autocast,
+            )
         summary = fit(
             model,
             optimizer,
             scheduler,
             loader,
             VLAObjective(components.action_tokenizer, info.device, autocast_bf16=autocast),
-            LoopConfig(cfg.steps, cfg.grad_accumulation, cfg.grad_clip, cfg.save_every, cfg.log_every),
+            LoopConfig(cfg.steps, cfg.grad_accumulation, cfg.grad_clip, cfg.save_every, cfg.log_every, cfg.eval_every),
             info,
             start_step=start,
             data_state=data_state,
@@ -216,6 +229,7 @@ def _pretrain(
             batch_size_of=batch_size_of,
             on_step_end=on_step_end,
             desc="pretrain",
+            validate=validator,
         )
     else:
         log.info("pretraining already complete at step %d (%s)", start, resume_from)

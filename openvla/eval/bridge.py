@@ -37,7 +37,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,10 +65,21 @@ class Episode:
 
     index: int  # position in the split's order
     instruction: str
-    images: np.ndarray  # uint8 (T, S, S, 3): primary camera, decoded and resized as in training
+    images: np.ndarray  # uint8 (T, S, S, 3): the first camera (primary), decoded and resized as in training
     actions: np.ndarray  # float32 (T, D): standardized actions in the dataset's units (gripper 1 = open)
     actions_normalized: np.ndarray  # float32 (T, D): the same normalized as training normalizes them
     proprio: np.ndarray | None = None  # float32 (T, P): the raw (standardized, unnormalized) proprio state per frame
+    camera_images: dict[str, np.ndarray] | None = None  # every camera read, role → (T, S, S, 3); None = images only
+
+    def frame(self, t: int, cameras: Sequence[str]) -> Any:
+        """Frame ``t`` as ``Policy.predict`` takes it: the image (one camera) or {role: image} (several)."""
+        if len(cameras) == 1 and cameras[0] == "primary":
+            return self.images[t]
+        images = self.camera_images or {"primary": self.images}
+        missing = [c for c in cameras if c not in images]
+        if missing:
+            raise ValueError(f"eval-bridge: episode {self.index} has no {missing} images (loaded: {sorted(images)})")
+        return {c: images[c][t] for c in cameras}
 
 
 def iter_episodes(
@@ -80,8 +91,10 @@ def iter_episodes(
     split: str = "val",
     normalization: str = "bounds_q99",
     max_episodes: int = 0,
+    cameras: Sequence[str] = ("primary",),
 ) -> Iterator[Episode]:
-    """Episodes of ``split`` in file order, no shuffling, no augmentation (``max_episodes`` 0 = all).
+    """Episodes of ``split`` in file order, no shuffling, no augmentation (``max_episodes`` 0 = all), with the
+    images of ``cameras`` (the model's camera roles; ``images`` is the first).
 
     ``split="val"`` is the builder's ``val`` split, or the last 5% of ``train`` when there is none (DESIGN §6).
     The training pipeline's pieces are used as they are: the dataset's standardization transform and restructure
@@ -97,18 +110,22 @@ def iter_episodes(
     from openvla.tf_import import import_tensorflow
 
     tf = import_tensorflow()
+    cameras = tuple(cameras)
     trajectories = standardized_trajectories(
-        data_dir, dataset_name, split=split, train=False, shuffle=False, num_parallel_reads=1, num_parallel_calls=1
-    ).filter(tt.has_instruction)
+        data_dir, dataset_name, split=split, train=False, shuffle=False, num_parallel_reads=1, num_parallel_calls=1,
+        cameras=cameras,
+    ).filter(tt.has_instruction)  # fmt: skip
 
-    def prepare(traj: dict) -> dict:
-        images = tf.map_fn(
+    def decode(encoded):
+        return tf.map_fn(
             lambda x: decode_and_resize(x, image_size),
-            traj["observation"]["image_primary"],
+            encoded,
             fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.uint8),
         )
+
+    def prepare(traj: dict) -> dict:
         return {
-            "images": images,
+            "images": {c: decode(traj["observation"][f"image_{c}"]) for c in cameras},
             "actions": traj["action"],
             "actions_normalized": normalize_tf(traj["action"], action_stats, normalization),
             "proprio": traj["observation"]["proprio"],
@@ -122,7 +139,8 @@ def iter_episodes(
         yield Episode(
             index=index,
             instruction=item["instruction"].decode("utf-8"),
-            images=item["images"],
+            images=item["images"][cameras[0]],
+            camera_images=dict(item["images"]),
             actions=item["actions"].astype(np.float32),
             actions_normalized=item["actions_normalized"].astype(np.float32),
             proprio=item["proprio"].astype(np.float32),
@@ -165,6 +183,7 @@ def predict_episodes(
     from tqdm import tqdm
 
     uses_proprio = bool(policy.uses_proprio)
+    cameras = list(getattr(policy, "cameras", None) or ["primary"])
     results: list[EpisodeResult] = []
     pending: list[tuple[EpisodeResult, np.ndarray, str, np.ndarray | None]] = []  # (episode, image, text, proprio)
 
@@ -198,9 +217,9 @@ def predict_episodes(
                     f"eval-bridge: the model reads the proprio state (use_proprio) but episode {episode.index} "
                     "has no proprio state per frame"
                 )
-            for t, image in enumerate(episode.images):
+            for t in range(len(episode.images)):
                 state = episode.proprio[t] if uses_proprio else None
-                pending.append((result, image, episode.instruction, state))
+                pending.append((result, episode.frame(t, cameras), episode.instruction, state))
                 if len(pending) >= batch_size:
                     bar.update(len(pending))
                     flush()
@@ -400,6 +419,8 @@ def run_live_episode(
         start = clock.monotonic()
         queries = policy.queries
         observation = {"image": obs["image"], "instruction": instruction, "unnorm_key": unnorm_key}
+        if "wrist_image" in obs:  # a two-camera model (camera_roles primary + wrist) reads it
+            observation["wrist_image"] = obs["wrist_image"]
         if uses_proprio:
             observation["proprio"] = obs["state"]
         action = policy.act(observation, session=session)
@@ -464,6 +485,7 @@ def evaluate_bridge(
             split=cfg.split,
             normalization=getattr(policy.config, "action_normalization", "bounds_q99"),
             max_episodes=cfg.max_episodes,
+            cameras=policy.cameras,
         )
         summary, _ = evaluate_offline(
             policy,

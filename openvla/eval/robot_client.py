@@ -4,7 +4,8 @@ DESIGN §11: the WidowX is reached through a ``widowx_envs``-style client at hos
 action server). Our control loop only needs three calls, so it codes against ``RobotClient``:
 
 * ``reset()`` — back to the start pose, gripper open;
-* ``get_observation() -> {"image": uint8 H×W×3, "state": float array}`` — the current camera frame and proprio;
+* ``get_observation() -> {"image": uint8 H×W×3, "state": float array}`` — the current camera frame and proprio
+  (plus ``wrist_image`` for a robot with a wrist camera, which a two-camera model needs);
 * ``step(action)`` — send one 7-D action (xyz + rpy deltas, gripper 1 = open) without waiting for the motion.
 
 ``WidowXRobot`` wraps ``widowx_envs.widowx_env_service.WidowXClient`` (not on PyPI: install ``bridge_data_robot``'s
@@ -96,14 +97,20 @@ class ManualClock:
 
 
 def check_observation(obs: Any) -> dict[str, np.ndarray]:
-    """Validate a ``get_observation`` result: a uint8 H×W×3 ``image`` and a float ``state``."""
+    """Validate a ``get_observation`` result: a uint8 H×W×3 ``image`` (and ``wrist_image``, when the robot has a
+    wrist camera) and a float ``state``."""
     if not isinstance(obs, Mapping) or "image" not in obs:
         raise RobotError(f"robot observation must be a dict with an 'image' key, got {type(obs).__name__}")
-    image = np.asarray(obs["image"])
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-        raise RobotError(f"robot observation 'image' must be uint8 H×W×3, got {image.dtype} {image.shape}")
-    state = np.asarray(obs.get("state", np.zeros(0)), dtype=np.float32).reshape(-1)
-    return {"image": image, "state": state}
+    out = {}
+    for key in ("image", "wrist_image"):
+        if key not in obs:
+            continue
+        image = np.asarray(obs[key])
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+            raise RobotError(f"robot observation {key!r} must be uint8 H×W×3, got {image.dtype} {image.shape}")
+        out[key] = image
+    out["state"] = np.asarray(obs.get("state", np.zeros(0)), dtype=np.float32).reshape(-1)
+    return out
 
 
 class FakeRobot:

@@ -195,7 +195,7 @@ def fit(
 
     ``validate(model) -> {"val/…": value}`` runs every ``config.eval_every`` steps and after the last step, on every
     rank (it is collective: FSDP's forward needs all ranks), before that step's checkpoint, so a run resumed from a
-    checkpoint has the validation of its step already; rank 0 records the values (``MetricsRecorder.record``) and
+    checkpoint has the validation of its step already; rank 0 records the values in that step's row and
     the summary gets their best and last (``openvla.train.validation.validation_summary``).
 
     ``data_state`` is the restored checkpoint's (``Checkpointer.restore``): every checkpoint records how many frames
@@ -257,21 +257,20 @@ def fit(
             "data_time": max(p[3] for p in parts),
             "samples_per_s": global_samples / step_time if step_time > 0 else 0.0,
         }
+        val: dict[str, float] = {}
+        if validate is not None and config.eval_every > 0 and (done % config.eval_every == 0 or done == config.steps):
+            tv = time.perf_counter()
+            val = dict(validate(model))
+            val_time += time.perf_counter() - tv
+            log.info("step %d held-out: %s", done, ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
         if info.is_main:
-            if recorder is not None and (done % config.log_every == 0 or done == config.steps):
-                recorder.record(done, last)
+            if recorder is not None and (done % config.log_every == 0 or done == config.steps or val):
+                recorder.record(done, {**last, **val})  # one row per step: the val/* keys join that step's
             shown = {"loss": f"{last['loss']:.3f}"}
             if "action_accuracy" in last:  # token heads; the L1 head's loss is its L1 already
                 shown["acc"] = f"{last['action_accuracy']:.2f}"
             progress.set_postfix(**shown)
             progress.update(1)
-        if validate is not None and config.eval_every > 0 and (done % config.eval_every == 0 or done == config.steps):
-            tv = time.perf_counter()
-            val = dict(validate(model))
-            val_time += time.perf_counter() - tv
-            if info.is_main and recorder is not None:
-                recorder.record(done, val, prefix="")
-            log.info("step %d held-out: %s", done, ", ".join(f"{k} {v:.4g}" for k, v in val.items()))
         data_state = {"step": done, "samples_seen": total_seen, "frames_per_rank": list(frames_per_rank)}
         saved = checkpointer is not None and (
             done == config.steps or (config.save_every > 0 and done % config.save_every == 0)

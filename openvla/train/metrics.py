@@ -155,15 +155,16 @@ class MetricsRecorder:
         self.history_path.parent.mkdir(parents=True, exist_ok=True)
         self.history_path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
 
-    def record(self, step: int, metrics: Mapping[str, float], prefix: str = "train/") -> None:
-        """One row of ``step``; MLflow gets the keys with ``prefix`` (held-out metrics come as ``val/…`` already
-        and pass ``prefix=""``)."""
+    def record(self, step: int, metrics: Mapping[str, float]) -> None:
+        """One row of ``step``; MLflow gets the training keys as ``train/<key>`` and the held-out ones, which come
+        as ``val/<key>`` already, unchanged."""
         row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
         self.rows.append(row)
         with self.history_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         if self.run is not None:
-            self.run.log_metrics({f"{prefix}{k}": v for k, v in metrics.items()}, step=step)
+            logged = {(k if k.startswith("val/") else f"train/{k}"): v for k, v in metrics.items()}
+            self.run.log_metrics(logged, step=step)
 
     def write_plots(self, curves: Iterable[str] = TRAIN_CURVES) -> list[Path]:
         """One ``<curve>.csv`` (columns step, <curve>) per curve that was recorded, for DVC plots (x: step); the

@@ -1,33 +1,64 @@
 """A scripted pick-and-place expert that reads privileged simulator state (DESIGN §9).
 
-It solves LIBERO goals of the form ``(On <object> <target>)`` — every task of ``libero_spatial`` — with OSC_POSE
-delta actions (7-D, ±1 ↔ ±0.05 m per step): move with ``a[:3] = clip((goal − eef) / 0.05 · 1.5, −1, 1)``, no
-rotation, ``a[6] = −1`` open / ``+1`` close. Phases: above the grasp point (+12 cm) → descend → close and hold →
-lift 15 cm → over the target → lower → open → retreat. Targets are recomputed from the live state every step, so
-the expert recovers from the noise the demos recorder injects into the executed action.
+It solves LIBERO goals of the form ``(On <object> <target>)``: every task of ``libero_spatial`` and the six
+pick-and-place goals of ``libero_goal`` (bowl → plate / stove / cabinet top, wine bottle → cabinet top / rack,
+cream cheese → bowl). The target is either another object (LIBERO's ``On`` then wants contact, the object at or
+above the target's origin and their origins within 3 cm in the table plane) or a region *site* of a fixture (the
+stove's cook region, the cabinet's top side, the wine rack's top region: LIBERO's ``SiteObject.under`` wants the
+object's origin inside the site's box, from ``size_z − 5 mm`` to ``size_z + 10 cm`` along the site's z axis, and
+contact with the fixture).
 
-Each object family needs its own grasp point: a bowl is grasped at its rim, 5 cm from its centre along the axis
-the fingers close on (world y) and 2 cm above its body origin; of the two rim points the one farther from other
-objects is used.
+Actions are OSC_POSE deltas (7-D, ±1 ↔ ±0.05 m per step): move with ``a[:3] = clip((goal − eef) / 0.05 · 1.5, −1,
+1)``, no rotation, ``a[6] = −1`` open / ``+1`` close. Phases: above the grasp point → descend → close and hold → lift
+→ over the target → lower → open → retreat. Every goal is recomputed from the live state every step, so the expert
+recovers from the noise the demos recorder injects into the executed action. Once the object is held, the goals of
+the carrying phases are *object* goals: the gripper moves by (where the object should be − where it is), so a grasp
+that slipped or sits off-centre does not move the release point.
+
+Each object family needs its own grasp point (relative to the body origin, world axes; the fingers close along
+world y): a bowl is grasped at its rim, 5 cm from its centre along y and 2 cm above its body origin (of the two rim
+points the one farther from other objects is used); the cream cheese box across its 4.3 cm width at its centre; the
+wine bottle at its neck, 12 cm above its base (lower, the hand's palm hits the bottle's top and tips it over).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 MAX_DELTA = 0.05  # metres per step at |a| = 1 (OSC_POSE default output scale)
 GAIN = 1.5  # proportional gain on the normalized position error
 OPEN, CLOSE = -1.0, 1.0
 
-# Grasp points per object family, relative to the body origin in world axes (fingers close along world y).
-GRASP_OFFSETS: dict[str, tuple[tuple[float, float, float], ...]] = {
-    "akita_black_bowl": ((0.0, 0.05, 0.02), (0.0, -0.05, 0.02)),  # rim, either side
+
+@dataclass(frozen=True)
+class ObjectFamily:
+    """How to hold one family of LIBERO objects."""
+
+    grasp_offsets: tuple[tuple[float, float, float], ...]  # grasp points relative to the body origin (world axes)
+    bottom: float  # height of the body origin above the object's lowest point (origin at the base → 0)
+
+
+FAMILIES: dict[str, ObjectFamily] = {
+    "akita_black_bowl": ObjectFamily(((0.0, 0.05, 0.02), (0.0, -0.05, 0.02)), bottom=0.0),  # rim, either side
+    "cream_cheese": ObjectFamily(((0.0, 0.0, 0.0),), bottom=0.009),  # 8 × 4.3 × 1.8 cm box, origin at its centre
+    "wine_bottle": ObjectFamily(((0.0, 0.0, 0.12),), bottom=0.0),  # 15.7 cm tall, origin at the base; at the neck
 }
-PLACE_CLEARANCE = 0.06  # gripper height above the target's body origin when the object is released
+
+# Height of the carried object's lowest point above the target object's origin at release.
+PLACE_ON_OBJECT: dict[str, float] = {
+    "plate": 0.02,
+    "akita_black_bowl": 0.03,
+}
+DEFAULT_PLACE_ON_OBJECT = 0.03
+RELEASE_ABOVE_REGION = 0.015  # object's lowest point above a region site's top face at release
+CARRY_CLEARANCE = 0.06  # the carried object's lowest point stays this far above its release height while moving over
 
 
 class UnsupportedTaskError(ValueError):
@@ -46,15 +77,17 @@ PHASES = (
     Phase("above", OPEN, 0.01, 60),
     Phase("descend", OPEN, 0.008, 40),
     Phase("close", CLOSE, None, 12),  # close and hold still until the fingers have a firm grip
-    Phase("lift", CLOSE, 0.01, 40),
-    Phase("over", CLOSE, 0.015, 80),
-    Phase("lower", CLOSE, 0.01, 40),
+    Phase("lift", CLOSE, 0.01, 50),
+    Phase("over", CLOSE, 0.01, 80),
+    Phase("lower", CLOSE, 0.008, 40),
     Phase("open", OPEN, None, 8),
     Phase("retreat", OPEN, 0.01, 30),
 )
-LIFT = 0.15  # metres
+LIFT = 0.15  # metres the object rises at least
 APPROACH = 0.12  # metres above the grasp point
 RETREAT = 0.10  # metres
+DROPPED = 0.06  # while carrying: grasp point this far from the gripper → the object was dropped; grasp it again
+CARRYING = ("lift", "over", "lower")
 
 
 def _up(height: float) -> np.ndarray:
@@ -66,16 +99,47 @@ def object_family(name: str) -> str:
     return re.sub(r"_\d+$", "", name)
 
 
+# --- geometry of region targets (pure NumPy, unit-tested without the simulator) --------------------------------
+def region_point(site_pos: np.ndarray, site_mat: np.ndarray, site_size: np.ndarray, height: float) -> np.ndarray:
+    """The world point ``height`` above the centre of a region site's top face, along the site's own z axis.
+
+    LIBERO's ``SiteObject.under`` maps a point ``p`` to ``d = R (p − site_pos)`` (``R`` = the site's xmat) and
+    accepts ``|d_x| < size_x``, ``|d_y| < size_y``, ``size_z − 0.005 < d_z < size_z + 0.10``; the point returned
+    here has ``d = (0, 0, size_z + height)``, the middle of that box in x and y.
+    """
+    rot = np.asarray(site_mat, dtype=np.float64).reshape(3, 3)
+    local = np.array([0.0, 0.0, float(np.asarray(site_size)[2]) + height])
+    return np.asarray(site_pos, dtype=np.float64) + np.linalg.solve(rot, local)
+
+
+def in_region(point: np.ndarray, site_pos: np.ndarray, site_mat: np.ndarray, site_size: np.ndarray) -> bool:
+    """LIBERO's ``SiteObject.under`` test of a body origin ``point`` against a region site (contact not included)."""
+    rot = np.asarray(site_mat, dtype=np.float64).reshape(3, 3)
+    size = np.asarray(site_size, dtype=np.float64)
+    d = rot @ (np.asarray(point, dtype=np.float64) - np.asarray(site_pos, dtype=np.float64))
+    return bool(size[2] - 0.005 < d[2] < size[2] + 0.10 and np.all(np.abs(d[:2]) < size[:2]))
+
+
+def on_object(point: np.ndarray, target_pos: np.ndarray) -> bool:
+    """LIBERO's ``On`` test between two objects without the contact part: above, origins within 3 cm in xy."""
+    p, t = np.asarray(point, dtype=np.float64), np.asarray(target_pos, dtype=np.float64)
+    return bool(t[2] <= p[2] and np.linalg.norm(p[:2] - t[:2]) < 0.03)
+
+
+# --- the task --------------------------------------------------------------------------------------------------
 def pick_place_goal(env: Any) -> tuple[str, str]:
     """(object, target) of a single ``(On object target)`` goal, else ``UnsupportedTaskError``."""
     goal = env.env.parsed_problem["goal_state"]
     if len(goal) != 1 or len(goal[0]) != 3 or goal[0][0].lower() != "on":
         raise UnsupportedTaskError(f"scripted expert handles one (On object target) goal; this task's goal is {goal}")
     _, obj, target = goal[0]
-    if object_family(obj) not in GRASP_OFFSETS:
+    if object_family(obj) not in FAMILIES:
         raise UnsupportedTaskError(
-            f"no grasp point for object {obj!r} (family {object_family(obj)!r}); known: {', '.join(GRASP_OFFSETS)}"
+            f"no grasp point for object {obj!r} (family {object_family(obj)!r}); known: {', '.join(FAMILIES)}"
         )
+    inner = env.env
+    if target not in inner.obj_body_id and target not in getattr(inner, "object_sites_dict", {}):
+        raise UnsupportedTaskError(f"target {target!r} is neither an object nor a region site of this scene")
     return obj, target
 
 
@@ -86,6 +150,8 @@ class PickPlaceExpert:
         self.env = env
         self.sim = env.env.sim
         self.obj, self.target = pick_place_goal(env)
+        self.family = FAMILIES[object_family(self.obj)]
+        self.target_is_site = self.target not in env.env.obj_body_id
         self._site = self.sim.model.site_name2id("gripper0_grip_site")
         self.reset()
 
@@ -96,17 +162,31 @@ class PickPlaceExpert:
     def eef(self) -> np.ndarray:
         return self.sim.data.site_xpos[self._site].copy()
 
+    def obj_pos(self) -> np.ndarray:
+        return self.body_pos(self.obj)
+
+    def release_point(self) -> np.ndarray:
+        """Where the object's body origin should be when the gripper opens (from the live target pose)."""
+        if self.target_is_site:
+            site = self.sim.model.site_name2id(self.target)
+            size = self.sim.model.site_size[site]
+            point = region_point(self.sim.data.site_xpos[site], self.sim.data.site_xmat[site], size, 0.0)
+            return point + _up(RELEASE_ABOVE_REGION + self.family.bottom)
+        target = self.body_pos(self.target)
+        above = PLACE_ON_OBJECT.get(object_family(self.target), DEFAULT_PLACE_ON_OBJECT)
+        return target + _up(above + self.family.bottom)
+
     def _choose_offset(self) -> np.ndarray:
         """The grasp offset whose grasp point is farthest (in the table plane) from every other object."""
         center = self.body_pos(self.obj)
         others = [self.body_pos(n) for n in self.env.env.obj_body_id if n not in (self.obj, self.target)]
         best, best_clearance = None, -np.inf
-        for offset in GRASP_OFFSETS[object_family(self.obj)]:
+        for offset in self.family.grasp_offsets:
             point = center + np.asarray(offset)
             clearance = min((np.linalg.norm((point - o)[:2]) for o in others), default=np.inf)
             if clearance > best_clearance:
                 best, best_clearance = np.asarray(offset, dtype=np.float64), clearance
-        assert best is not None, "GRASP_OFFSETS entries must not be empty"
+        assert best is not None, "grasp offsets must not be empty"
         return best
 
     # --- control ----------------------------------------------------------------------------------------------
@@ -115,6 +195,9 @@ class PickPlaceExpert:
         self.phase_steps = 0
         self.offset = self._choose_offset()
         self._anchor: np.ndarray | None = None  # eef position where a hold/relative phase started
+        self._anchor_obj: np.ndarray | None = None  # object position at that moment
+        self._carry_z: float | None = None  # object height while carried, fixed when the lift starts
+        self.regrasps = 0  # times the object was dropped and grasped again this episode
 
     @property
     def done(self) -> bool:
@@ -124,24 +207,33 @@ class PickPlaceExpert:
     def phase(self) -> str:
         return PHASES[self.phase_index].name if not self.done else "done"
 
+    def _carry_height(self) -> float:
+        """Height of the object's origin while it moves over: lifted ``LIFT`` and clear of the release point.
+
+        Fixed when the lift starts, so the lift and the move over aim at one height."""
+        if self._carry_z is None:
+            self._carry_z = float(max(self.obj_pos()[2] + LIFT, self.release_point()[2] + CARRY_CLEARANCE))
+        return self._carry_z
+
     def _goal(self, name: str) -> np.ndarray:
         eef = self.eef()
         if self._anchor is None:
-            self._anchor = eef
+            self._anchor, self._anchor_obj = eef, self.obj_pos()
         if name == "above":
-            return self.body_pos(self.obj) + self.offset + _up(APPROACH)
+            return self.obj_pos() + self.offset + _up(APPROACH)
         if name == "descend":
-            return self.body_pos(self.obj) + self.offset
+            return self.obj_pos() + self.offset
         if name in ("close", "open"):
             return self._anchor
-        if name == "lift":
-            return self._anchor + _up(LIFT)
-        if name == "over":
-            target = self.body_pos(self.target) + self.offset
-            return np.array([target[0], target[1], self._anchor[2]])
-        if name == "lower":
-            target = self.body_pos(self.target) + self.offset
-            return np.array([target[0], target[1], self.body_pos(self.target)[2] + PLACE_CLEARANCE])
+        if name == "lift":  # straight up until the object is at the carry height
+            assert self._anchor_obj is not None
+            return self._anchor + _up(self._carry_height() - self._anchor_obj[2])
+        if name == "over":  # the object moves over its release point, at the carry height
+            goal = self.release_point()
+            goal[2] = self._carry_height()
+            return eef + goal - self.obj_pos()
+        if name == "lower":  # the object moves to its release point
+            return eef + self.release_point() - self.obj_pos()
         if name == "retreat":
             return self._anchor + _up(RETREAT)
         raise AssertionError(f"unknown phase {name}")
@@ -153,6 +245,11 @@ class PickPlaceExpert:
             action[6] = OPEN
             return action
         phase = PHASES[self.phase_index]
+        if phase.name in CARRYING and self.phase_steps > 0 and self._dropped():
+            log.debug("expert: object dropped during %s; grasping it again", phase.name)
+            self.regrasps += 1
+            self.phase_index, self.phase_steps, self._anchor, self._anchor_obj, self._carry_z = 0, 0, None, None, None
+            return self.act()
         error = self._goal(phase.name) - self.eef()
         if phase.tolerance is not None and np.linalg.norm(error) < phase.tolerance:
             self._next_phase()
@@ -161,10 +258,16 @@ class PickPlaceExpert:
         action[6] = phase.gripper
         self.phase_steps += 1
         if self.phase_steps >= phase.max_steps:
+            log.debug("expert phase %s timed out with error %.3f m", phase.name, float(np.linalg.norm(error)))
             self._next_phase()
         return action
+
+    def _dropped(self) -> bool:
+        """The object is no longer between the fingers (its grasp point is far from the gripper)."""
+        return bool(np.linalg.norm(self.obj_pos() + self.offset - self.eef()) > DROPPED)
 
     def _next_phase(self) -> None:
         self.phase_index += 1
         self.phase_steps = 0
         self._anchor = None
+        self._anchor_obj = None

@@ -1,0 +1,135 @@
+"""The scripted expert on LIBERO-Goal's pick-and-place goals (issue 14).
+
+The geometry tests need no simulator: they pin the region targets to LIBERO's ``SiteObject.under`` rule. The
+episode tests (marked ``sim`` and ``slow``) run one clean expert attempt per supported goal through the demos
+recorder, at a fixed seed, and require success.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sim_fixtures import SIM_RESOLUTION, require_libero
+
+from openvla.sim.expert import in_region, on_object, region_point
+
+# Region sites of the LIBERO-Goal scene as the simulator reports them (position, xmat, size): the stove's cook
+# region (axis-aligned), the cabinet's top side (yawed by π) and the wine rack's top region (tilted, its z axis in
+# the rack's sloping plank).
+STOVE = (np.array([-0.269, 0.203, 0.905]), np.eye(3), np.array([0.075, 0.075, 0.0025]))
+CABINET_TOP = (np.array([0.034, -0.248, 1.127]), np.diag([-1.0, -1.0, 1.0]), np.array([0.12534, 0.09438, 0.00147]))
+_c, _s = 0.46, np.sqrt(1 - 0.46**2)
+RACK = (
+    np.array([-0.268, -0.182, 1.137]),
+    np.array([[-1.0, 0.0, 0.0], [0.0, -_c, -_s], [0.0, -_s, _c]]),
+    np.array([0.10087, 0.022, 0.00251]),
+)
+
+# libero_goal task id → instruction, for every goal the expert supports (the others need drawers, pushing, knobs).
+SUPPORTED_GOAL_TASKS = {
+    1: "put the bowl on the stove",
+    2: "put the wine bottle on top of the cabinet",
+    4: "put the bowl on top of the cabinet",
+    6: "put the cream cheese in the bowl",
+    8: "put the bowl on the plate",
+    9: "put the wine bottle on the rack",
+}
+UNSUPPORTED_GOAL_TASKS = (0, 3, 5, 7)  # open a drawer, drawer + bowl (In), push the plate, turn on the stove
+
+
+@pytest.mark.parametrize("region", [STOVE, CABINET_TOP, RACK], ids=["stove", "cabinet_top", "rack"])
+def test_region_point_lies_in_libero_under_box_for_the_heights_it_accepts(region):
+    pos, mat, size = region
+    for height in (-0.004, 0.0, 0.05, 0.099):
+        assert in_region(region_point(pos, mat, size, height), pos, mat, size), height
+    for height in (-0.006, 0.101):
+        assert not in_region(region_point(pos, mat, size, height), pos, mat, size), height
+    # a sideways step beyond the box's half-size leaves it, along the site's own x axis
+    point = region_point(pos, mat, size, 0.01) + mat.T @ np.array([size[0] + 0.001, 0.0, 0.0])
+    assert not in_region(point, pos, mat, size)
+
+
+def test_region_point_of_a_flat_region_is_straight_above_its_centre():
+    pos, mat, size = CABINET_TOP
+    np.testing.assert_allclose(region_point(pos, mat, size, 0.02), pos + np.array([0, 0, size[2] + 0.02]))
+
+
+def test_region_point_of_the_tilted_rack_moves_up_its_slope():
+    pos, mat, size = RACK
+    step = region_point(pos, mat, size, 0.05) - region_point(pos, mat, size, 0.0)
+    np.testing.assert_allclose(step, 0.05 * mat[2], atol=1e-12)  # the site's z axis in world coordinates
+    assert step[1] < 0 < step[2]  # towards the back of the rack, and up
+
+
+def test_on_object_wants_the_object_above_and_within_three_centimetres():
+    plate = np.array([0.05, -0.01, 0.902])
+    assert on_object(plate + np.array([0.02, 0.02, 0.01]), plate)  # 2.8 cm off in the plane
+    assert not on_object(plate + np.array([0.03, 0.0, 0.01]), plate)
+    assert not on_object(plate + np.array([0.0, 0.0, -0.001]), plate)
+
+
+@pytest.mark.sim
+def test_libero_under_agrees_with_our_region_test():
+    """Our copy of the rule must say what LIBERO's ``SiteObject.under`` says, on random points around each site."""
+    require_libero()
+    from libero.libero.envs.objects.site_object import SiteObject
+
+    rng = np.random.default_rng(0)
+    for pos, mat, size in (STOVE, CABINET_TOP, RACK):
+        site = SiteObject.__new__(SiteObject)  # `under` reads only `size`
+        site.size = size
+        for _ in range(500):
+            point = pos + rng.uniform(-1, 1, 3) * (size + 0.06) + [0, 0, 0.03]
+            assert bool(site.under(pos, mat, point)) == in_region(point, pos, mat, size)
+
+
+@pytest.fixture
+def own_env_cache(monkeypatch):
+    """A private env cache for the demos recorder: the session's shared libero_spatial env stays open, and the
+    goal-task envs built here are closed afterwards."""
+    require_libero()
+    from openvla.sim import demos
+    from openvla.tf_import import import_tensorflow
+
+    import_tensorflow()  # before Mesa creates a GL context (see openvla.sim.libero_env)
+    cache: dict = {}
+    monkeypatch.setattr(demos, "_ENV_CACHE", cache)
+    yield cache
+    for env, _ in cache.values():
+        env.close()
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+@pytest.mark.parametrize("task_id", sorted(SUPPORTED_GOAL_TASKS))
+def test_expert_solves_goal_task(task_id, own_env_cache):
+    from openvla.sim.demos import AttemptSpec, run_attempt
+    from openvla.sim.libero_env import get_task
+
+    task = get_task("libero_goal", task_id)
+    assert task.language == SUPPORTED_GOAL_TASKS[task_id]
+    spec = AttemptSpec(
+        suite="libero_goal", task_id=task_id, attempt=0, seed=0, resolution=SIM_RESOLUTION,
+        noise_fraction=0.0, noise_std=0.0, max_steps=200,
+    )  # fmt: skip
+    result = run_attempt(spec)
+    assert result.success, f"expert failed {task.language!r} after {result.steps} steps"
+    assert result.steps < 160 and result.episode is not None
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("task_id", UNSUPPORTED_GOAL_TASKS)
+def test_expert_refuses_goals_it_has_no_plan_for(task_id):
+    require_libero()
+    from openvla.sim.expert import UnsupportedTaskError, pick_place_goal
+    from openvla.sim.libero_env import get_task
+
+    class _Parsed:  # pick_place_goal reads only the parsed goal, so no environment is built
+        def __init__(self, goal):
+            self.env = type("Inner", (), {"parsed_problem": {"goal_state": goal}, "obj_body_id": {}})()
+
+    from libero.libero.envs.bddl_utils import robosuite_parse_problem
+
+    goal = robosuite_parse_problem(get_task("libero_goal", task_id).bddl_file)["goal_state"]
+    with pytest.raises(UnsupportedTaskError):
+        pick_place_goal(_Parsed(goal))

@@ -114,7 +114,13 @@ def run_attempt(spec: AttemptSpec) -> AttemptResult:
         from openvla.sim.libero_env import get_task, init_states, reset_to_state
 
         fixed = init_states(get_task(spec.suite, spec.task_id))
-        reset_to_state(env, fixed[spec.attempt % min(spec.fixed_init_limit, len(fixed))])
+        # the seed fixes where the reset puts joint-less fixtures (LIBERO-Goal's stove, rack, …): per attempt, not
+        # per worker history
+        reset_to_state(
+            env,
+            fixed[spec.attempt % min(spec.fixed_init_limit, len(fixed))],
+            layout_seed=attempt_seed(spec.seed, spec.task_id, spec.attempt),
+        )
     else:
         np.random.seed(attempt_seed(spec.seed, spec.task_id, spec.attempt))  # LIBERO's placement sampler uses it
         reset(env)

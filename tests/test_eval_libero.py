@@ -339,3 +339,46 @@ def test_one_run_over_two_suites_writes_the_per_suite_table(tmp_path):
     assert len({r["seed"] for r in rows}) == 8  # every episode its own seed, also across suites
     with open(tmp_path / "plots" / "success.csv") as f:
         assert len(list(csv.DictReader(f))) == 4  # one row per (suite, task)
+
+
+@pytest.mark.sim
+def test_a_two_camera_film_model_sees_agentview_and_the_wrist_camera_in_process_and_over_http(
+    spatial_env, monkeypatch, tmp_path
+):
+    """eval-libero feeds a two-camera model LIBERO's agentview and robot0_eye_in_hand frames (both through the camera
+    steps); over HTTP the client sends both and gets the same actions."""
+    from serve_fixtures import chunked_tiny_vla
+
+    from openvla.eval.libero import EpisodeSpec, run_episodes
+    from openvla.hf.export import export_hf
+    from openvla.policy import Policy
+    from openvla.serve.server import BackgroundServer
+    from openvla.sim import libero_env
+
+    model = chunked_tiny_vla(seed=6, chunk=4, cameras=("primary", "wrist"), film=True)
+    model.save_pretrained(str(tmp_path / "merged"))
+    (tmp_path / "merged" / "dataset_statistics.json").write_text(json.dumps(model.config.norm_stats))
+    export_hf(tmp_path / "merged", tmp_path / "two-hf")
+    seen: list[list[str]] = []
+    original = Policy.camera_frames
+
+    def recording(self, sample):
+        if isinstance(sample, dict):  # act() resolves the observation's frames by role (predict then gets a list)
+            seen.append(sorted(sample))
+        return original(self, sample)
+
+    monkeypatch.setattr(Policy, "camera_frames", recording)
+    monkeypatch.setattr(libero_env, "make_env", lambda *a, **k: _KeepOpen(spatial_env))
+    cfg = EvalLiberoConfig(
+        episodes_per_task=1, first_init_state=30, resolution=SIM_RESOLUTION, videos=0, workers=1, max_steps=8,
+        unnorm_key="libero_embedded", execution="ensemble",
+    )  # fmt: skip
+    episodes = [EpisodeSpec("libero_spatial", 0, 30, video=False)]
+    common = {"unnorm_key": cfg.unnorm_key, "execution": cfg.execution, "ensemble_decay": cfg.ensemble_decay}
+    (local,) = run_episodes(cfg, PolicySpec(kind="model", model_dir=str(tmp_path / "two-hf"), **common), episodes)
+    assert seen and all(s == ["primary", "wrist"] for s in seen)  # every query had both cameras
+    served = Policy.from_pretrained(tmp_path / "two-hf", device="cpu", dtype="float32")
+    with BackgroundServer(served) as server:
+        (remote,) = run_episodes(cfg, PolicySpec(kind="server", server_url=server.url, **common), episodes)
+    assert local.actions.shape == (8, 7)
+    np.testing.assert_array_equal(local.actions, remote.actions)

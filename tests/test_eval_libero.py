@@ -47,7 +47,7 @@ def _training_frame(raw: np.ndarray, size: int, center_crop: bool) -> np.ndarray
     from openvla.data.image_ops import center_crop_resize, decode_and_resize
     from openvla.data.rlds_writer import episode_features
 
-    episode = SimpleNamespace(image=raw[None], wrist_image=None)
+    episode = SimpleNamespace(image=raw[None], secondary_image=None, wrist_image=None)
     stored = _prepare_images(episode, rotate_180=True, image_size=0).image[0]
     features = episode_features(stored.shape, state_dim=8, action_dim=7)
     encoded = features["steps"]["observation"]["image"].encode_example(stored)
@@ -308,45 +308,15 @@ def test_eval_over_http_gives_the_in_process_actions_and_success(
 
 
 @pytest.mark.sim
-def test_one_run_over_two_suites_writes_the_per_suite_table(tmp_path):
-    """OpenVLA's protocol in one stage run: several suites, their tasks, fixed states, seeds logged, the papers' table."""
-    from openvla.eval.libero import episode_seed, evaluate_libero
-
-    cfg = EvalLiberoConfig(
-        suites=["libero_spatial", "libero_object"], task_ids=[0, 1], episodes_per_task=2, first_init_state=30,
-        resolution=SIM_RESOLUTION, videos=0, workers=1, max_steps=3,
-    )  # fmt: skip
-    summary = evaluate_libero(cfg, PolicySpec(kind="random", seed=0), metrics_path=tmp_path / "libero.json",
-                              plots_dir=tmp_path / "plots")  # fmt: skip
-    assert summary["episodes"] == 8 and summary["suites_evaluated"] == ["libero_spatial", "libero_object"]
-    for suite in cfg.suites:
-        entry = summary["suites"][suite]
-        assert entry["episodes"] == 4 and sorted(entry["tasks"]) == ["0", "1"]
-        assert all(t["episodes"] == 2 and t["language"] for t in entry["tasks"].values())
-        assert entry["ci95_high"] == pytest.approx(wilson_interval(entry["successes"], 4)[1])
-    rates = [summary["suites"][s]["success_rate"] for s in cfg.suites]
-    assert summary["average_success_rate"] == pytest.approx(np.mean(rates))
-    assert list(summary["table"]) == ["Spatial", "Object", "Average"]
-    assert summary["table"]["Average"] == pytest.approx(round(100 * np.mean(rates), 1))
-    with open(tmp_path / "plots" / "episodes.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert [(r["suite"], r["task_id"], r["init_index"]) for r in rows] == [
-        (s, t, i) for s in cfg.suites for t in ("0", "1") for i in ("30", "31")
-    ]
-    assert [int(r["seed"]) for r in rows] == [
-        episode_seed(0, r["suite"], int(r["task_id"]), int(r["init_index"])) for r in rows
-    ]
-    assert len({r["seed"] for r in rows}) == 8  # every episode its own seed, also across suites
-    with open(tmp_path / "plots" / "success.csv") as f:
-        assert len(list(csv.DictReader(f))) == 4  # one row per (suite, task)
-
-
-@pytest.mark.sim
 def test_a_two_camera_film_model_sees_agentview_and_the_wrist_camera_in_process_and_over_http(
     spatial_env, monkeypatch, tmp_path
 ):
     """eval-libero feeds a two-camera model LIBERO's agentview and robot0_eye_in_hand frames (both through the camera
-    steps); over HTTP the client sends both and gets the same actions."""
+    steps); over HTTP the client sends both and gets the same actions.
+
+    Kept before the two-suite test: that one builds and closes other LIBERO environments in this process, after which
+    the shared test environment's renders are no longer reproducible (a GL-context effect of the shared fixture).
+    """
     from serve_fixtures import chunked_tiny_vla
 
     from openvla.eval.libero import EpisodeSpec, run_episodes
@@ -382,3 +352,37 @@ def test_a_two_camera_film_model_sees_agentview_and_the_wrist_camera_in_process_
         (remote,) = run_episodes(cfg, PolicySpec(kind="server", server_url=server.url, **common), episodes)
     assert local.actions.shape == (8, 7)
     np.testing.assert_array_equal(local.actions, remote.actions)
+
+
+@pytest.mark.sim
+def test_one_run_over_two_suites_writes_the_per_suite_table(tmp_path):
+    """OpenVLA's protocol in one stage run: several suites, their tasks, fixed states, seeds logged, the papers' table."""
+    from openvla.eval.libero import episode_seed, evaluate_libero
+
+    cfg = EvalLiberoConfig(
+        suites=["libero_spatial", "libero_object"], task_ids=[0, 1], episodes_per_task=2, first_init_state=30,
+        resolution=SIM_RESOLUTION, videos=0, workers=1, max_steps=3,
+    )  # fmt: skip
+    summary = evaluate_libero(cfg, PolicySpec(kind="random", seed=0), metrics_path=tmp_path / "libero.json",
+                              plots_dir=tmp_path / "plots")  # fmt: skip
+    assert summary["episodes"] == 8 and summary["suites_evaluated"] == ["libero_spatial", "libero_object"]
+    for suite in cfg.suites:
+        entry = summary["suites"][suite]
+        assert entry["episodes"] == 4 and sorted(entry["tasks"]) == ["0", "1"]
+        assert all(t["episodes"] == 2 and t["language"] for t in entry["tasks"].values())
+        assert entry["ci95_high"] == pytest.approx(wilson_interval(entry["successes"], 4)[1])
+    rates = [summary["suites"][s]["success_rate"] for s in cfg.suites]
+    assert summary["average_success_rate"] == pytest.approx(np.mean(rates))
+    assert list(summary["table"]) == ["Spatial", "Object", "Average"]
+    assert summary["table"]["Average"] == pytest.approx(round(100 * np.mean(rates), 1))
+    with open(tmp_path / "plots" / "episodes.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["suite"], r["task_id"], r["init_index"]) for r in rows] == [
+        (s, t, i) for s in cfg.suites for t in ("0", "1") for i in ("30", "31")
+    ]
+    assert [int(r["seed"]) for r in rows] == [
+        episode_seed(0, r["suite"], int(r["task_id"]), int(r["init_index"])) for r in rows
+    ]
+    assert len({r["seed"] for r in rows}) == 8  # every episode its own seed, also across suites
+    with open(tmp_path / "plots" / "success.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4  # one row per (suite, task)

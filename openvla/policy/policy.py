@@ -360,6 +360,10 @@ class Policy:
             executor.push(np.atleast_2d(query()))
         return np.asarray(executor.pop(), dtype=np.float32)
 
+    def will_query(self, session: str = DEFAULT_SESSION) -> bool:
+        """Whether the next ``act`` of ``session`` (same instruction) runs the model, i.e. reads its observation."""
+        return self.sessions is None or self.sessions.will_query(session)
+
     def reset(self, session: str = DEFAULT_SESSION) -> None:
         """Start a new episode for ``session`` (its queued actions and past predictions are dropped)."""
         if self.sessions is not None:

@@ -93,6 +93,12 @@ class SessionStore:
             self.stats.from_chunk += 1
         return session.executor
 
+    def will_query(self, name: str) -> bool:
+        """Whether the next request of ``name`` in the same episode will run the model (no side effects): the
+        caller can then skip producing an observation nobody reads (an open-loop chunk's middle steps)."""
+        session = self._sessions.get(name)
+        return session is None or session.pending_reset or session.executor.wants_query()
+
     def _get(self, name: str, busy: Callable[[str], bool]) -> _Session:
         session = self._sessions.get(name)
         if session is not None:

@@ -140,6 +140,10 @@ class RemotePolicy:
             self._cameras = list(self.describe().get("cameras") or ["primary"])
         return self._cameras
 
+    def will_query(self, session: str = "default") -> bool:
+        """Whether the next ``act`` of ``session`` (same instruction) sends a request, i.e. reads its observation."""
+        return self.sessions is None or self.sessions.will_query(session)
+
     def reset(self, session: str = "default") -> None:
         self._new_episode.add(session)
         if self.sessions is not None:

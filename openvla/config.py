@@ -283,7 +283,11 @@ class EvalLiberoConfig:
     execution: Literal["open_loop", "ensemble"] = "ensemble"  # how an action chunk is executed
     ensemble_decay: float = 0.01  # temporal ensembling weights exp(-decay·i), i = 0 oldest prediction (ACT: 0.01)
     videos: int = 2  # MP4s of the first N successful and the first N failed rollouts
-    workers: int = 2  # simulator processes (each loads its own copy of the policy)
+    workers: int = 2  # simulator processes (each loads its own copy of the policy, unless batch_queries)
+    # one policy in the stage's process answers all workers' queries, those waiting together in one forward (the
+    # serve stage's micro-batcher on a loopback port); the win grows with workers, on a GPU above all
+    batch_queries: bool = False
+    blind: bool = False  # every episode gets the empty instruction: what a policy that ignores language scores
     seed: int = 0  # seeds the random policy per episode and the env
     max_steps: int = 0  # policy steps per episode; 0 = the suite's (spatial/object/goal/10/90: 220/280/300/520/400)
     cheap_rendering: bool = True  # no anti-aliasing/shadows/reflections; must equal how the training data was rendered

@@ -3,7 +3,8 @@
 Episodes follow OpenVLA's protocol (DESIGN §11) on the fixed initial states
 ``[eval_libero.first_init_state, + episodes_per_task)``. Writes ``metrics/libero.json`` (per-task and total success
 with 95% Wilson intervals, episode lengths), ``plots/libero/`` (CSV tables, MP4 videos) and logs all to MLflow.
-``--policy random`` evaluates uniform random actions (the floor a trained policy must beat) and needs no model.
+``--policy random`` evaluates uniform random actions (the floor a trained policy must beat) and needs no model;
+``--blind`` gives every episode the empty instruction (what a policy that ignores language scores).
 ``--server http://host:port`` evaluates a running ``openvla serve`` instead: every query goes over HTTP with the raw
 observation, as a robot's would, and gives the in-process run's actions (the simulator and the model then need not
 share a machine or a Python environment).
@@ -31,6 +32,9 @@ def main(
         list[str] | None, typer.Option(help="Evaluate this suite instead of eval_libero.suites (repeatable).")
     ] = None,
     unnorm_key: Annotated[str | None, typer.Option(help="Instead of eval_libero.unnorm_key.")] = None,
+    blind: Annotated[
+        bool, typer.Option(help="Empty instruction in every episode (eval_libero.blind): the language-blind baseline.")
+    ] = False,
     stats: Annotated[
         Path, typer.Option(help="Random policy only: dataset_statistics.json giving its action range (if it exists).")
     ] = Path("data/stats/dataset_statistics.json"),
@@ -49,7 +53,7 @@ def main(
         raise typer.BadParameter(f"--policy must be 'model' or 'random', got {policy!r}")
     kind = "server" if server else policy
 
-    overrides = {k: v for k, v in (("suites", suite), ("unnorm_key", unnorm_key)) if v}
+    overrides = {k: v for k, v in (("suites", suite), ("unnorm_key", unnorm_key), ("blind", blind)) if v}
 
     def extra(_):
         return {"policy": kind, "model_dir": str(model_dir), "server": server,

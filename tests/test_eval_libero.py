@@ -16,6 +16,7 @@ from openvla.eval.libero import LIBERO_CAMERA, libero_gripper
 from openvla.eval.metrics import success_summary, wilson_interval
 from openvla.eval.policy import PolicySpec, RandomPolicy, build_policy
 from openvla.policy.chunking import OpenLoopExecutor, TemporalEnsembleExecutor, ensemble_weights, make_executor
+from openvla.policy.sessions import SessionStore
 from openvla.policy.transform import ModelTransform
 
 
@@ -121,6 +122,25 @@ def test_open_loop_executes_the_whole_chunk_before_querying_again():
     assert popped == [0.0, 7.0, 14.0]
     with pytest.raises(ValueError, match="open_loop"):
         make_executor("closed")
+
+
+def test_session_will_query_tells_which_steps_read_an_observation():
+    store = SessionStore("open_loop")
+    assert store.will_query("a")  # a new session queries first
+    executor = store.begin("a", "put the bowl on the plate")
+    executor.push(np.zeros((3, 7)))
+    reads = []
+    for _ in range(3):
+        store.begin("a", "put the bowl on the plate").pop()
+        reads.append(store.will_query("a"))
+    assert reads == [False, False, True]  # the chunk's middle steps read nothing; its end asks again
+    executor.push(np.zeros((2, 7)))
+    store.reset("a")
+    assert store.will_query("a")  # a new episode queries whatever is still queued
+    ensemble = SessionStore("ensemble")
+    ensemble.begin("b", "x").push(np.zeros((4, 7)))
+    ensemble.begin("b", "x").pop()
+    assert ensemble.will_query("b")  # temporal ensembling reads every step
 
 
 # --- statistics ------------------------------------------------------------------------------------------------------
@@ -352,6 +372,94 @@ def test_a_two_camera_film_model_sees_agentview_and_the_wrist_camera_in_process_
         (remote,) = run_episodes(cfg, PolicySpec(kind="server", server_url=server.url, **common), episodes)
     assert local.actions.shape == (8, 7)
     np.testing.assert_array_equal(local.actions, remote.actions)
+
+
+class _PixelChunkPolicy:
+    """An open-loop policy whose 4-action chunks move the arm by what it sees (the agentview's mean brightness), and
+    which keeps every frame it read: a stale or differently timed frame changes its actions."""
+
+    cameras = ("primary",)
+
+    def __init__(self, skip_renders: bool = True) -> None:
+        self.sessions = SessionStore("open_loop")
+        self.skip_renders = skip_renders
+        self.queries = 0
+        self.seen: list[np.ndarray] = []
+
+    def will_query(self, session: str) -> bool:
+        return self.sessions.will_query(session) if self.skip_renders else True
+
+    def reset(self, session: str) -> None:
+        self.sessions.reset(session)
+
+    def act(self, observation: dict, *, session: str) -> np.ndarray:
+        executor = self.sessions.begin(session, observation["instruction"])
+        if executor.wants_query():
+            frame = observation["images"]["primary"]
+            self.seen.append(frame.copy())
+            self.queries += 1
+            shift = frame.mean(axis=(0, 1)) / 255.0 - 0.5  # (3,) per channel
+            executor.push(np.array([[*(0.8 * shift), 0, 0, 0, 0.0]] * 4))
+        return executor.pop()
+
+
+@pytest.mark.sim
+def test_open_loop_episodes_skip_the_renders_nobody_reads_with_the_same_frames_and_actions(spatial_env):
+    from openvla.eval.libero import camera_switch, run_episode
+    from openvla.sim.libero_env import get_task, init_states
+
+    state = init_states(get_task("libero_spatial", 0))[0]
+    # one short episode first, so the switch holds a frame of every camera (its first call always renders)
+    run_episode(spatial_env, state, _PixelChunkPolicy(skip_renders=False), "pick up the bowl", max_steps=1)
+    runs = {}
+    for skip in (False, True):
+        policy, actions = _PixelChunkPolicy(skip_renders=skip), []
+        switch = camera_switch(spatial_env)
+        before = switch.skipped
+        rollout = run_episode(spatial_env, state, policy, "pick up the bowl", max_steps=12, layout_seed=3,
+                              actions=actions)  # fmt: skip
+        runs[skip] = (policy, np.stack(actions), switch.skipped - before, rollout)
+    (skipping, acts, skipped, rollout), (full, full_acts, full_skipped, _) = runs[True], runs[False]
+    assert skipping.queries == full.queries == 3 and rollout.steps == 12
+    for a, b in zip(skipping.seen, full.seen, strict=True):
+        np.testing.assert_array_equal(a, b)  # every frame the policy read was rendered when it was due
+    np.testing.assert_array_equal(acts, full_acts)
+    assert np.ptp(acts[:, :3], axis=0).max() > 0  # the chunks differ: the arm moved and the view changed
+    # the reset's two observation updates and 9 of the 10 no-ops skip their renders in both runs; open loop also
+    # skips the 9 steps whose frames no query reads (three per chunk of four)
+    assert skipped - full_skipped == 9 * len(spatial_env.env.camera_names)
+    assert switch.render  # left on for whoever steps the env next
+
+
+@pytest.mark.sim
+def test_batched_queries_from_one_shared_policy_give_the_actions_of_a_policy_per_worker(
+    spatial_env, exported_oft_model, monkeypatch
+):
+    """``batch_queries``: the workers query one policy behind the micro-batcher and execute its chunks open loop
+    themselves; the actions equal those of an in-process policy, and the frames between queries are not rendered."""
+    from openvla.eval.libero import EpisodeSpec, run_episodes, shared_policy
+    from openvla.sim import libero_env
+
+    monkeypatch.setattr(libero_env, "make_env", lambda *a, **k: _KeepOpen(spatial_env))
+    episodes = [EpisodeSpec("libero_spatial", 0, 30, video=False), EpisodeSpec("libero_spatial", 0, 31, video=False)]
+    runs = {}
+    for batch_queries in (False, True):
+        cfg = EvalLiberoConfig(
+            episodes_per_task=2, first_init_state=30, resolution=SIM_RESOLUTION, videos=0, workers=1, max_steps=10,
+            unnorm_key="libero_embedded", execution="open_loop", batch_queries=batch_queries,
+        )  # fmt: skip
+        spec = PolicySpec(kind="model", model_dir=exported_oft_model, unnorm_key=cfg.unnorm_key, execution="open_loop")
+        with shared_policy(cfg, spec) as (worker_spec, server):
+            runs[batch_queries] = list(run_episodes(cfg, worker_spec, episodes))
+            stats = server.app.state.batcher.stats if server is not None else None
+        assert worker_spec.kind == ("server" if batch_queries else "model")
+    local, batched = runs[False], runs[True]
+    queries = [len(r.query_seconds) for r in batched]
+    assert queries == [len(r.query_seconds) for r in local] == [3, 3]  # K = 4: steps 0, 4, 8
+    assert stats.requests == sum(queries) and stats.errors == 0
+    for a, b in zip(local, batched, strict=True):
+        np.testing.assert_array_equal(a.actions, b.actions)
+        assert b.renders_skipped == a.renders_skipped > 0  # 6 of the 10 steps read nothing, nor do 9 no-ops
 
 
 @pytest.mark.sim

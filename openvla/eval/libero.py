@@ -18,7 +18,10 @@ Results: per-task and total success rates with 95% Wilson intervals, episode len
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
+import functools
 import logging
 import multiprocessing as mp
 import time
@@ -45,6 +48,48 @@ log = logging.getLogger(__name__)
 LIBERO_CAMERA = CameraSteps(rotate_180=True, jpeg_roundtrip=True)
 # Camera role (the data pipeline's) → LIBERO's camera; the demos record both, the converter rotates both.
 LIBERO_CAMERAS = {"primary": "agentview", "wrist": "robot0_eye_in_hand"}
+
+
+class CameraSwitch:
+    """Skip the camera renders of the env steps whose observation nobody reads.
+
+    Software rendering (llvmpipe) of a LIBERO scene costs ≈ 25 ms per camera at any resolution, four times the
+    physics of a 20 Hz control step; a policy that executes its chunks open loop reads one observation every K
+    steps. Each camera observable's sensor is wrapped: while ``render`` is False it answers its last frame instead
+    of rendering. robosuite's sampling clock, the physics and every rendered frame are untouched, so an episode's
+    actions and outcome are the same with and without skipping — only the unread frames go stale.
+    """
+
+    def __init__(self, robosuite_env: Any) -> None:
+        self.render = True
+        self.rendered = 0  # camera sensor calls that rendered
+        self.skipped = 0  # camera sensor calls answered without rendering
+        for observable in robosuite_env._observables.values():
+            if observable.modality == "image":
+                observable._sensor = self._wrap(observable._sensor)
+
+    def _wrap(self, sensor: Any) -> Any:
+        last: dict[str, Any] = {}
+
+        @functools.wraps(sensor)
+        def maybe_render(obs_cache: dict[str, Any]) -> Any:
+            if self.render or "frame" not in last:
+                last["frame"] = sensor(obs_cache)
+                self.rendered += 1
+            else:
+                self.skipped += 1
+            return last["frame"]
+
+        return maybe_render
+
+
+def camera_switch(env: Any) -> CameraSwitch:
+    """The env's ``CameraSwitch``, made on first use and kept on the robosuite env (wrappers share it)."""
+    base = env.env
+    switch = getattr(base, "_openvla_camera_switch", None)
+    if switch is None:
+        switch = base._openvla_camera_switch = CameraSwitch(base)
+    return switch
 
 
 def policy_cameras(policy: Any) -> list[str]:
@@ -102,6 +147,8 @@ class EpisodeResult:
     query_seconds: list[float] = field(default_factory=list)  # wall time of each policy query (model latency)
     actions: np.ndarray | None = None  # (steps, 7) actions executed, in the policy's convention
     seed: int = 0  # the episode's seed (fixture layout, random policy): a function of (eval seed, suite, task, state)
+    renders: int = 0  # camera frames rendered (one per camera and env step that someone reads)
+    renders_skipped: int = 0  # camera frames not rendered because nothing read them (CameraSwitch)
 
 
 def episode_seed(seed: int, suite: str, task_id: int, init_index: int) -> int:
@@ -135,34 +182,46 @@ def run_episode(
 
     ``policy`` answers ``act(observation, session=...)`` (``Policy``, ``RemotePolicy``, ``RandomPolicy``); its
     ``queries`` counter tells which steps ran the model. ``actions``, when given, receives every action executed.
-    ``layout_seed`` fixes where the reset places LIBERO's joint-less fixtures (``reset_to_state``).
+    ``layout_seed`` fixes where the reset places LIBERO's joint-less fixtures (``reset_to_state``). A policy with
+    ``will_query(session)`` False for the next step (open-loop execution between queries) gets the previous
+    observation again, and the env skips rendering that step (``CameraSwitch``): same actions, fewer renders.
     """
     from openvla.sim.libero_env import camera_image, reset_to_state
 
     cameras = policy_cameras(policy)
-    reset_to_state(env, init_state, layout_seed)
-    policy.reset(session)
+    will_query = getattr(policy, "will_query", lambda _session: True)
+    switch = camera_switch(env)
     obs = None
-    for _ in range(NUM_NOOP_STEPS):
-        obs, _, _, _ = env.step(NOOP_ACTION.copy())
-    frames: list[np.ndarray] = []
-    query_seconds: list[float] = []
-    for step in range(max_steps):
-        raw = camera_image(obs, "agentview")
-        if record:
-            frames.append(rotate_180(raw))
-        observation = libero_observation(obs, cameras, instruction)
-        queries, start = policy.queries, time.perf_counter()
-        action = policy.act(observation, session=session)
-        if policy.queries > queries:
-            query_seconds.append(time.perf_counter() - start)
-        if actions is not None:
-            actions.append(np.asarray(action).copy())
-        obs, _, done, _ = env.step(libero_gripper(action))
-        if done:
+    try:
+        switch.render = False  # the reset's frames are never read: the no-op steps follow
+        reset_to_state(env, init_state, layout_seed)
+        policy.reset(session)
+        for i in range(NUM_NOOP_STEPS):
+            switch.render = i == NUM_NOOP_STEPS - 1  # only the last no-op's frames are read
+            obs, _, _, _ = env.step(NOOP_ACTION.copy())
+        frames: list[np.ndarray] = []
+        query_seconds: list[float] = []
+        observation: dict[str, Any] = {}
+        for step in range(max_steps):
             if record:
                 frames.append(rotate_180(camera_image(obs, "agentview")))
-            return EpisodeRollout(True, step + 1, frames, query_seconds)
+            if switch.render:  # this step's frames were rendered because the policy reads them
+                observation = libero_observation(obs, cameras, instruction)
+            queries, start = policy.queries, time.perf_counter()
+            action = policy.act(observation, session=session)
+            if policy.queries > queries:
+                query_seconds.append(time.perf_counter() - start)
+            if actions is not None:
+                actions.append(np.asarray(action).copy())
+            # The middle steps of an open-loop chunk read no observation: their frames need no render.
+            switch.render = record or will_query(session)
+            obs, _, done, _ = env.step(libero_gripper(action))
+            if done:
+                if record:
+                    frames.append(rotate_180(camera_image(obs, "agentview")))
+                return EpisodeRollout(True, step + 1, frames, query_seconds)
+    finally:
+        switch.render = True
     return EpisodeRollout(False, max_steps, frames, query_seconds)
 
 
@@ -211,15 +270,18 @@ def _run_spec(job: tuple[EvalLiberoConfig, PolicySpec, EpisodeSpec]) -> EpisodeR
             f"eval_libero.first_init_state + episodes_per_task must stay ≤ {len(states)}"
         )
     seed = episode_seed(cfg.seed, ep.suite, ep.task_id, ep.init_index)
+    instruction = "" if cfg.blind else task.language
     if hasattr(policy, "seed"):  # the random baseline: one reproducible stream per episode
         policy.seed(seed)
     start = time.perf_counter()
     actions: list[np.ndarray] = []
+    switch = camera_switch(env)
+    rendered, skipped = switch.rendered, switch.skipped
     rollout = run_episode(
         env,
         states[ep.init_index],
         policy,
-        task.language,
+        instruction,
         max_steps=cfg.max_steps or task.max_steps,
         session=f"{ep.suite}/task{ep.task_id}/init{ep.init_index}",
         layout_seed=seed,
@@ -229,7 +291,7 @@ def _run_spec(job: tuple[EvalLiberoConfig, PolicySpec, EpisodeSpec]) -> EpisodeR
     seconds = time.perf_counter() - start
     return EpisodeResult(ep.suite, ep.task_id, ep.init_index, rollout.success, rollout.steps, seconds,
                          rollout.frames or None, rollout.query_seconds, np.stack(actions) if actions else None,
-                         seed)  # fmt: skip
+                         seed, switch.rendered - rendered, switch.skipped - skipped)  # fmt: skip
 
 
 def run_episodes(cfg: EvalLiberoConfig, spec: PolicySpec, episodes: list[EpisodeSpec]) -> Iterator[EpisodeResult]:
@@ -247,6 +309,30 @@ def run_episodes(cfg: EvalLiberoConfig, spec: PolicySpec, episodes: list[Episode
         # chunks of a task's episodes keep each worker on one environment as long as possible
         chunksize = max(1, min(cfg.episodes_per_task // cfg.workers, 8))
         yield from pool.imap_unordered(_run_spec, jobs, chunksize=chunksize)
+
+
+@contextlib.contextmanager
+def shared_policy(cfg: EvalLiberoConfig, spec: PolicySpec) -> Iterator[tuple[PolicySpec, Any]]:
+    """(the spec the workers build their policy from, the shared server or None).
+
+    With ``batch_queries`` (a model, several workers) the model is loaded once, here, behind the serve stage's app
+    on a free loopback port, answering whole chunks (``execution: chunk``); each worker is a ``RemotePolicy`` that
+    executes them as an in-process ``Policy`` would. The micro-batcher runs the queries that wait together in one
+    forward (at most one per worker). Batched and one-at-a-time predictions are equal (tests/test_serve_model.py),
+    so batching changes the time an evaluation takes, not its actions.
+    """
+    if not (cfg.batch_queries and spec.kind == "model"):
+        yield spec, None
+        return
+    from openvla.config import ServeConfig
+    from openvla.serve.server import BackgroundServer
+    from openvla.tf_import import import_tensorflow
+
+    import_tensorflow()  # the image transform's first use; the import order rule of the workers holds here too
+    model = build_policy(dataclasses.replace(spec, execution="chunk"))
+    with BackgroundServer(model, ServeConfig(max_batch=cfg.workers, execution="chunk")) as server:
+        log.info("one policy for %d workers at %s (batch_queries)", cfg.workers, server.url)
+        yield dataclasses.replace(spec, kind="server", server_url=server.url), server
 
 
 class VideoSelection:
@@ -307,8 +393,8 @@ def evaluate_libero(
     results: list[EpisodeResult] = []
     kept = VideoSelection(cfg.videos)
     bar = tqdm(total=len(episodes), desc=f"eval {'+'.join(cfg.suites)}", unit="ep", dynamic_ncols=True)
-    with bar:
-        for res in run_episodes(cfg, policy_spec, episodes):
+    with bar, shared_policy(cfg, policy_spec) as (worker_spec, server):
+        for res in run_episodes(cfg, worker_spec, episodes):
             kept.offer(res)
             res.frames = None
             results.append(res)
@@ -317,6 +403,7 @@ def evaluate_libero(
             bar.set_postfix(success=f"{done}/{len(results)}")
             if run is not None:
                 run.log_metrics({"episode_success": float(res.success), "episode_steps": res.steps}, step=len(results))
+        batching = server.app.state.batcher.stats.as_dict() if server is not None else None
     videos = [
         str(write_mp4(plots_dir / "videos" / f"{suite}_task{t}_init{i}_{outcome}.mp4", frames))
         for (suite, t, i, outcome), frames in kept.chosen()
@@ -358,6 +445,8 @@ def evaluate_libero(
         "seed": cfg.seed,
         "execution": cfg.execution,
         "center_crop": cfg.center_crop,
+        "blind": cfg.blind,
+        **({"policy_batches": batching} if batching is not None else {}),
         "suites": per_suite,
         "videos": videos,
     }
@@ -405,18 +494,22 @@ def policy_speed(results: list[EpisodeResult]) -> dict[str, float]:
     """Model latency per query (median, p90, ms), queries per episode, the share of episode time spent in the policy
     (the rest is simulation and rendering), and actions/s = executed actions per second
     of policy time (the simulator and rendering excluded): with chunks executed open loop one query covers K
-    actions; temporal ensembling queries every step."""
+    actions; temporal ensembling queries every step. Camera renders per episode, and the share skipped because no
+    query read them (open loop)."""
     times = [t for r in results for t in r.query_seconds]
     if not times:
         return {}
     steps = sum(r.steps for r in results)
     episode_seconds = sum(r.seconds for r in results)
+    skipped = sum(r.renders_skipped for r in results)
     return {
         "policy_time_fraction": float(np.sum(times)) / episode_seconds if episode_seconds > 0 else 0.0,
         "query_latency_ms_median": 1000 * float(np.median(times)),
         "query_latency_ms_p90": 1000 * float(np.percentile(times, 90)),
         "queries_per_episode": len(times) / len(results),
         "actions_per_second": steps / float(np.sum(times)),
+        "camera_renders_per_episode": sum(r.renders for r in results) / len(results),
+        "camera_renders_skipped_fraction": skipped / max(1, skipped + sum(r.renders for r in results)),
     }
 
 

@@ -240,7 +240,7 @@ def test_video_selection_keeps_the_first_successes_and_failures_by_episode_not_a
     from openvla.eval.libero import EpisodeResult, VideoSelection
 
     def result(init: int, success: bool) -> EpisodeResult:
-        return EpisodeResult("libero_spatial", 0, init, success, 10, 1.0, [np.full((2, 2, 3), init, np.uint8)], [0.1])
+        return EpisodeResult("libero_spatial", 0, init, success, 10, 1.0, [0.1], np.full((10, 7), init, float))
 
     kept = VideoSelection(2)
     for init, success in [(35, False), (33, True), (31, False), (38, True), (30, False), (34, True), (32, False)]:
@@ -253,7 +253,7 @@ def test_video_selection_keeps_the_first_successes_and_failures_by_episode_not_a
         (s, 0, 30, "fail"),
         (s, 0, 31, "fail"),
     ]
-    assert all(int(frames[0][0, 0, 0]) == key[2] for key, frames in chosen)  # each keeps its own frames
+    assert all(res.actions[0, 0] == key[2] for key, res in chosen)  # each keeps its own episode (to replay)
     none = VideoSelection(0)
     none.offer(result(30, True))
     assert none.chosen() == []
@@ -310,7 +310,7 @@ def test_eval_over_http_gives_the_in_process_actions_and_success(
         episodes_per_task=2, first_init_state=30, resolution=SIM_RESOLUTION, videos=0, workers=1, max_steps=12,
         unnorm_key="libero_embedded", execution="ensemble",
     )  # fmt: skip
-    episodes = [EpisodeSpec("libero_spatial", 0, 30, video=False), EpisodeSpec("libero_spatial", 0, 31, video=False)]
+    episodes = [EpisodeSpec("libero_spatial", 0, 30), EpisodeSpec("libero_spatial", 0, 31)]
     common = {"unnorm_key": cfg.unnorm_key, "execution": cfg.execution, "ensemble_decay": cfg.ensemble_decay}
     local = list(run_episodes(cfg, PolicySpec(kind="model", model_dir=exported_oft_model, **common), episodes))
 
@@ -363,7 +363,7 @@ def test_a_two_camera_film_model_sees_agentview_and_the_wrist_camera_in_process_
         episodes_per_task=1, first_init_state=30, resolution=SIM_RESOLUTION, videos=0, workers=1, max_steps=8,
         unnorm_key="libero_embedded", execution="ensemble",
     )  # fmt: skip
-    episodes = [EpisodeSpec("libero_spatial", 0, 30, video=False)]
+    episodes = [EpisodeSpec("libero_spatial", 0, 30)]
     common = {"unnorm_key": cfg.unnorm_key, "execution": cfg.execution, "ensemble_decay": cfg.ensemble_decay}
     (local,) = run_episodes(cfg, PolicySpec(kind="model", model_dir=str(tmp_path / "two-hf"), **common), episodes)
     assert seen and all(s == ["primary", "wrist"] for s in seen)  # every query had both cameras
@@ -432,6 +432,24 @@ def test_open_loop_episodes_skip_the_renders_nobody_reads_with_the_same_frames_a
 
 
 @pytest.mark.sim
+def test_replaying_an_episode_from_its_actions_renders_the_frames_the_policy_saw(spatial_env):
+    """Videos are made by replaying the chosen episodes: the same initial state, layout seed and actions give the
+    frames the rollout rendered (the policy's frames are these after LIBERO's JPEG step)."""
+    from openvla.eval.libero import replay_episode, run_episode
+    from openvla.policy.transform import jpeg_roundtrip
+    from openvla.sim.libero_env import get_task, init_states
+
+    state = init_states(get_task("libero_spatial", 0))[1]
+    policy, actions = _PixelChunkPolicy(), []
+    rollout = run_episode(spatial_env, state, policy, "pick up the bowl", max_steps=9, layout_seed=5, actions=actions)
+    frames, success = replay_episode(spatial_env, state, np.stack(actions), layout_seed=5)
+    assert len(frames) == rollout.steps + 1 == 10 and success == rollout.success
+    for query, seen in zip((0, 4, 8), policy.seen, strict=True):
+        np.testing.assert_array_equal(jpeg_roundtrip(frames[query]), seen)
+    assert not np.array_equal(frames[0], frames[8])  # the arm moved in view
+
+
+@pytest.mark.sim
 def test_batched_queries_from_one_shared_policy_give_the_actions_of_a_policy_per_worker(
     spatial_env, exported_oft_model, monkeypatch
 ):
@@ -441,7 +459,7 @@ def test_batched_queries_from_one_shared_policy_give_the_actions_of_a_policy_per
     from openvla.sim import libero_env
 
     monkeypatch.setattr(libero_env, "make_env", lambda *a, **k: _KeepOpen(spatial_env))
-    episodes = [EpisodeSpec("libero_spatial", 0, 30, video=False), EpisodeSpec("libero_spatial", 0, 31, video=False)]
+    episodes = [EpisodeSpec("libero_spatial", 0, 30), EpisodeSpec("libero_spatial", 0, 31)]
     runs = {}
     for batch_queries in (False, True):
         cfg = EvalLiberoConfig(

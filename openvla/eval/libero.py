@@ -132,7 +132,6 @@ class EpisodeSpec:
     suite: str
     task_id: int
     init_index: int  # index into the task's fixed initial states
-    video: bool  # keep the frames for an MP4
 
 
 @dataclass
@@ -143,7 +142,6 @@ class EpisodeResult:
     success: bool
     steps: int  # policy steps taken (no-op steps not counted)
     seconds: float
-    frames: list[np.ndarray] | None = None  # upright agentview frames when a video was asked for
     query_seconds: list[float] = field(default_factory=list)  # wall time of each policy query (model latency)
     actions: np.ndarray | None = None  # (steps, 7) actions executed, in the policy's convention
     seed: int = 0  # the episode's seed (fixture layout, random policy): a function of (eval seed, suite, task, state)
@@ -162,7 +160,6 @@ class EpisodeRollout:
 
     success: bool
     steps: int
-    frames: list[np.ndarray]
     query_seconds: list[float]
 
 
@@ -175,10 +172,9 @@ def run_episode(
     max_steps: int,
     session: str = "episode",
     layout_seed: int | None = None,
-    record: bool = False,
     actions: list[np.ndarray] | None = None,
 ) -> EpisodeRollout:
-    """One episode from ``init_state``: success, policy steps, frames and the time of every model query.
+    """One episode from ``init_state``: success, policy steps and the time of every model query.
 
     ``policy`` answers ``act(observation, session=...)`` (``Policy``, ``RemotePolicy``, ``RandomPolicy``); its
     ``queries`` counter tells which steps ran the model. ``actions``, when given, receives every action executed.
@@ -186,7 +182,7 @@ def run_episode(
     ``will_query(session)`` False for the next step (open-loop execution between queries) gets the previous
     observation again, and the env skips rendering that step (``CameraSwitch``): same actions, fewer renders.
     """
-    from openvla.sim.libero_env import camera_image, reset_to_state
+    from openvla.sim.libero_env import reset_to_state
 
     cameras = policy_cameras(policy)
     will_query = getattr(policy, "will_query", lambda _session: True)
@@ -199,12 +195,9 @@ def run_episode(
         for i in range(NUM_NOOP_STEPS):
             switch.render = i == NUM_NOOP_STEPS - 1  # only the last no-op's frames are read
             obs, _, _, _ = env.step(NOOP_ACTION.copy())
-        frames: list[np.ndarray] = []
         query_seconds: list[float] = []
         observation: dict[str, Any] = {}
         for step in range(max_steps):
-            if record:
-                frames.append(rotate_180(camera_image(obs, "agentview")))
             if switch.render:  # this step's frames were rendered because the policy reads them
                 observation = libero_observation(obs, cameras, instruction)
             queries, start = policy.queries, time.perf_counter()
@@ -214,15 +207,37 @@ def run_episode(
             if actions is not None:
                 actions.append(np.asarray(action).copy())
             # The middle steps of an open-loop chunk read no observation: their frames need no render.
-            switch.render = record or will_query(session)
+            switch.render = will_query(session)
             obs, _, done, _ = env.step(libero_gripper(action))
             if done:
-                if record:
-                    frames.append(rotate_180(camera_image(obs, "agentview")))
-                return EpisodeRollout(True, step + 1, frames, query_seconds)
+                return EpisodeRollout(True, step + 1, query_seconds)
     finally:
         switch.render = True
-    return EpisodeRollout(False, max_steps, frames, query_seconds)
+    return EpisodeRollout(False, max_steps, query_seconds)
+
+
+def replay_episode(
+    env: Any, init_state: np.ndarray, actions: np.ndarray, *, layout_seed: int | None = None
+) -> tuple[list[np.ndarray], bool]:
+    """(upright agentview frames, success) of executing ``actions`` (the policy's convention) from ``init_state``.
+
+    An episode is a function of its initial state, layout seed and actions, so the videos are made afterwards, for
+    the few episodes chosen, instead of rendering every step of every episode in case it is chosen. The frames are
+    the observations before each action and after the last one; ``success`` tells whether the replay reached the
+    goal at the last action as the rollout did (a check that it reproduced the rollout).
+    """
+    from openvla.sim.libero_env import camera_image, reset_to_state
+
+    camera_switch(env).render = True
+    reset_to_state(env, init_state, layout_seed)
+    obs = None
+    for _ in range(NUM_NOOP_STEPS):
+        obs, _, _, _ = env.step(NOOP_ACTION.copy())
+    frames, done = [rotate_180(camera_image(obs, "agentview"))], False
+    for action in actions:
+        obs, _, done, _ = env.step(libero_gripper(action))
+        frames.append(rotate_180(camera_image(obs, "agentview")))
+    return frames, bool(done)
 
 
 # --- worker side ------------------------------------------------------------------------------------------------
@@ -249,26 +264,32 @@ def _close_envs() -> None:
     _WORKER["envs"] = {}
 
 
-def _run_spec(job: tuple[EvalLiberoConfig, PolicySpec, EpisodeSpec]) -> EpisodeResult:
+def _worker_env(cfg: EvalLiberoConfig, spec: PolicySpec, suite: str, task_id: int, init_index: int) -> tuple:
+    """(policy, env, task, fixed initial states) of this worker for one episode: one live environment per worker,
+    rebuilt only when the task changes."""
     from openvla.sim.libero_env import get_task, init_states, make_env
 
-    cfg, spec, ep = job
     state = _worker_state(cfg, spec)
     policy, envs = state["policy"], state["envs"]
-    key = (ep.suite, ep.task_id)
-    if key not in envs:
-        _close_envs()  # one live environment per worker
+    if (suite, task_id) not in envs:
+        _close_envs()
         envs = _WORKER["envs"]
-        task = get_task(ep.suite, ep.task_id)
+        task = get_task(suite, task_id)
         cameras = tuple(dict.fromkeys(["agentview", *(LIBERO_CAMERAS[c] for c in policy_cameras(policy))]))
         env = make_env(task, cfg.resolution, cameras, seed=cfg.seed, cheap_rendering=cfg.cheap_rendering)
-        envs[key] = (env, task, init_states(task))
-    env, task, states = envs[key]
-    if ep.init_index >= len(states):
+        envs[(suite, task_id)] = (env, task, init_states(task))
+    env, task, states = envs[(suite, task_id)]
+    if init_index >= len(states):
         raise ValueError(
-            f"{ep.suite} task {ep.task_id} has {len(states)} fixed initial states; "
+            f"{suite} task {task_id} has {len(states)} fixed initial states; "
             f"eval_libero.first_init_state + episodes_per_task must stay ≤ {len(states)}"
         )
+    return policy, env, task, states
+
+
+def _run_spec(job: tuple[EvalLiberoConfig, PolicySpec, EpisodeSpec]) -> EpisodeResult:
+    cfg, spec, ep = job
+    policy, env, task, states = _worker_env(cfg, spec, ep.suite, ep.task_id, ep.init_index)
     seed = episode_seed(cfg.seed, ep.suite, ep.task_id, ep.init_index)
     instruction = "" if cfg.blind else task.language
     if hasattr(policy, "seed"):  # the random baseline: one reproducible stream per episode
@@ -285,30 +306,64 @@ def _run_spec(job: tuple[EvalLiberoConfig, PolicySpec, EpisodeSpec]) -> EpisodeR
         max_steps=cfg.max_steps or task.max_steps,
         session=f"{ep.suite}/task{ep.task_id}/init{ep.init_index}",
         layout_seed=seed,
-        record=ep.video,
         actions=actions,
     )
     seconds = time.perf_counter() - start
     return EpisodeResult(ep.suite, ep.task_id, ep.init_index, rollout.success, rollout.steps, seconds,
-                         rollout.frames or None, rollout.query_seconds, np.stack(actions) if actions else None,
+                         rollout.query_seconds, np.stack(actions) if actions else None,
                          seed, switch.rendered - rendered, switch.skipped - skipped)  # fmt: skip
+
+
+def _replay_spec(job: tuple[EvalLiberoConfig, PolicySpec, EpisodeResult]) -> list[np.ndarray]:
+    cfg, spec, res = job
+    _, env, _, states = _worker_env(cfg, spec, res.suite, res.task_id, res.init_index)
+    frames, success = replay_episode(env, states[res.init_index], res.actions, layout_seed=res.seed)
+    if success != res.success:
+        log.warning("the replay of %s task %d state %d did not reproduce its outcome (%s): its video may differ",
+                    res.suite, res.task_id, res.init_index, "success" if res.success else "failure")  # fmt: skip
+    return frames
+
+
+class EpisodeRunner:
+    """Episodes on ``cfg.workers`` spawned processes (in this one for ≤ 1), each building its policy once and keeping
+    one environment; the same workers replay the episodes chosen for videos."""
+
+    def __init__(self, cfg: EvalLiberoConfig, spec: PolicySpec) -> None:
+        self.cfg, self.spec = cfg, spec
+        self._pool: Any = None
+
+    def __enter__(self) -> EpisodeRunner:
+        if self.cfg.workers > 1:  # spawn: never fork a process holding GL contexts, torch or TF threads
+            self._pool = mp.get_context("spawn").Pool(self.cfg.workers)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+        else:
+            _close_envs()
+            _WORKER.clear()
+
+    def run(self, episodes: list[EpisodeSpec]) -> Iterator[EpisodeResult]:
+        """Every episode's result, in completion order."""
+        jobs = [(self.cfg, self.spec, ep) for ep in episodes]
+        if self._pool is None:
+            return map(_run_spec, jobs)
+        # chunks of a task's episodes keep each worker on one environment as long as possible
+        chunksize = max(1, min(self.cfg.episodes_per_task // self.cfg.workers, 8))
+        return self._pool.imap_unordered(_run_spec, jobs, chunksize=chunksize)
+
+    def replay(self, results: list[EpisodeResult]) -> list[list[np.ndarray]]:
+        """The agentview frames of each finished episode, replayed from its actions (``replay_episode``)."""
+        jobs = [(self.cfg, self.spec, dataclasses.replace(r, query_seconds=[])) for r in results]
+        return list(map(_replay_spec, jobs) if self._pool is None else self._pool.map(_replay_spec, jobs))
 
 
 def run_episodes(cfg: EvalLiberoConfig, spec: PolicySpec, episodes: list[EpisodeSpec]) -> Iterator[EpisodeResult]:
     """Every episode's result, in completion order, on ``cfg.workers`` processes (or in this one for ≤ 1)."""
-    jobs = [(cfg, spec, ep) for ep in episodes]
-    if cfg.workers <= 1:
-        try:
-            yield from map(_run_spec, jobs)
-        finally:
-            _close_envs()
-            _WORKER.clear()
-        return
-    ctx = mp.get_context("spawn")  # never fork a process holding GL contexts, torch or TF threads
-    with ctx.Pool(cfg.workers) as pool:
-        # chunks of a task's episodes keep each worker on one environment as long as possible
-        chunksize = max(1, min(cfg.episodes_per_task // cfg.workers, 8))
-        yield from pool.imap_unordered(_run_spec, jobs, chunksize=chunksize)
+    with EpisodeRunner(cfg, spec) as runner:
+        yield from runner.run(episodes)
 
 
 @contextlib.contextmanager
@@ -336,27 +391,27 @@ def shared_policy(cfg: EvalLiberoConfig, spec: PolicySpec) -> Iterator[tuple[Pol
 
 
 class VideoSelection:
-    """The first ``per_outcome`` successful and the first ``per_outcome`` failed rollouts, in (task, state) order.
+    """The first ``per_outcome`` successful and the first ``per_outcome`` failed episodes, in (task, state) order.
 
-    Episodes finish in any order across workers, so the choice is made by episode index, not arrival, and only the
-    frames of the currently chosen ones are held (at most 2 × ``per_outcome`` episodes in memory). Keeping both
-    outcomes means a run with a few successes still shows one, rather than only its first (failed) episodes.
+    Episodes finish in any order across workers, so the choice is made by episode index, not arrival. Keeping both
+    outcomes means a run with a few successes still shows one, rather than only its first (failed) episodes. The
+    chosen episodes are replayed for their frames afterwards (``EpisodeRunner.replay``).
     """
 
     def __init__(self, per_outcome: int) -> None:
         self.per_outcome = per_outcome
-        self._kept: dict[str, dict[tuple[str, int, int], list[np.ndarray]]] = {"success": {}, "fail": {}}
+        self._kept: dict[str, dict[tuple[str, int, int], EpisodeResult]] = {"success": {}, "fail": {}}
 
     def offer(self, res: EpisodeResult) -> None:
-        if not res.frames or self.per_outcome <= 0:
+        if self.per_outcome <= 0 or res.actions is None:
             return
         kept = self._kept["success" if res.success else "fail"]
-        kept[(res.suite, res.task_id, res.init_index)] = res.frames
+        kept[(res.suite, res.task_id, res.init_index)] = res
         if len(kept) > self.per_outcome:
             del kept[max(kept)]
 
-    def chosen(self) -> list[tuple[tuple[str, int, int, str], list[np.ndarray]]]:
-        """((suite, task, state, outcome), frames) of the kept rollouts, successes first, each in episode order."""
+    def chosen(self) -> list[tuple[tuple[str, int, int, str], EpisodeResult]]:
+        """((suite, task, state, outcome), result) of the kept episodes, successes first, each in episode order."""
         return [((*key, outcome), kept[key]) for outcome, kept in self._kept.items() for key in sorted(kept)]
 
 
@@ -385,7 +440,7 @@ def evaluate_libero(
     task_ids = {suite: list(cfg.task_ids) or list(range(num_tasks(suite))) for suite in cfg.suites}
     tasks = {(suite, t): get_task(suite, t) for suite, ids in task_ids.items() for t in ids}
     episodes = [
-        EpisodeSpec(suite, t, i, video=cfg.videos > 0)
+        EpisodeSpec(suite, t, i)
         for suite, t in tasks
         for i in range(cfg.first_init_state, cfg.first_init_state + cfg.episodes_per_task)
     ]
@@ -393,10 +448,9 @@ def evaluate_libero(
     results: list[EpisodeResult] = []
     kept = VideoSelection(cfg.videos)
     bar = tqdm(total=len(episodes), desc=f"eval {'+'.join(cfg.suites)}", unit="ep", dynamic_ncols=True)
-    with bar, shared_policy(cfg, policy_spec) as (worker_spec, server):
-        for res in run_episodes(cfg, worker_spec, episodes):
+    with bar, shared_policy(cfg, policy_spec) as (worker_spec, server), EpisodeRunner(cfg, worker_spec) as runner:
+        for res in runner.run(episodes):
             kept.offer(res)
-            res.frames = None
             results.append(res)
             done = sum(r.success for r in results)
             bar.update(1)
@@ -404,9 +458,11 @@ def evaluate_libero(
             if run is not None:
                 run.log_metrics({"episode_success": float(res.success), "episode_steps": res.steps}, step=len(results))
         batching = server.app.state.batcher.stats.as_dict() if server is not None else None
+        chosen = kept.chosen()
+        replayed = runner.replay([res for _, res in chosen]) if chosen else []
     videos = [
         str(write_mp4(plots_dir / "videos" / f"{suite}_task{t}_init{i}_{outcome}.mp4", frames))
-        for (suite, t, i, outcome), frames in kept.chosen()
+        for ((suite, t, i, outcome), _), frames in zip(chosen, replayed, strict=True)
     ]
     minutes = (time.perf_counter() - start) / 60
     results.sort(key=lambda r: (cfg.suites.index(r.suite), r.task_id, r.init_index))

@@ -4,8 +4,8 @@ Every seed is ``dvc exp run --temp -n seed-<s> -S pretrain.seed=<s> -S finetune.
 committed state: the demos, RLDS, statistics and tokenizer come from the DVC cache (they do not depend on the
 training seed), pretrain → finetune → export → eval-libero → eval-bridge run anew. A seed equal to the committed
 params reproduces the committed `dvc.lock` and costs nothing. Prints one row per seed — LIBERO success per task and
-on average (with its 95% interval), the held-out normalized L1, the wall time of every stage that ran — then the mean,
-min and max of the average success over the seeds.
+on average (with its 95% interval), the language-blind baseline (`eval-libero-blind`), the held-out normalized L1,
+the wall time of every stage that ran — then the mean, min and max of the average success over the seeds.
 
     python bench/seeds.py                      # seeds 7 (the default's), 1, 2
     python bench/seeds.py --seeds 7 1 2 3
@@ -28,7 +28,10 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TIMED_STAGES = ("demos", "convert", "stats", "bins", "pretrain", "finetune", "export", "eval-libero", "eval-bridge")
+TIMED_STAGES = (
+    "demos", "convert", "stats", "bins", "pretrain", "finetune", "export", "eval-libero", "eval-libero-blind",
+    "eval-bridge",
+)  # fmt: skip
 
 
 def _env() -> dict[str, str]:
@@ -62,8 +65,8 @@ def run_seed(seed: int) -> dict[str, float]:
     return times
 
 
-def experiment_file(name: str, path: str) -> dict:
-    """A metrics file as committed in the experiment ``name`` (the newest of that name)."""
+def experiment_file(name: str, path: str) -> dict | None:
+    """A metrics file as committed in the experiment ``name`` (the newest of that name); None if it has none."""
     refs = subprocess.run(
         ["git", "for-each-ref", "--sort=-committerdate", "--format=%(refname)", "refs/exps"],
         cwd=REPO_ROOT, capture_output=True, text=True, check=True,
@@ -71,14 +74,15 @@ def experiment_file(name: str, path: str) -> dict:
     ref = next((r for r in refs if r.rsplit("/", 1)[-1] == name), None)
     if ref is None:
         raise SystemExit(f"no experiment named {name!r}; run it first (without --table-only)")
-    text = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-    return json.loads(text.stdout)
+    text = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=REPO_ROOT, capture_output=True, text=True)
+    return json.loads(text.stdout) if text.returncode == 0 else None
 
 
 def seed_row(seed: int) -> dict[str, object]:
     name = f"seed-{seed}"
     libero = experiment_file(name, "metrics/libero.json")
     bridge = experiment_file(name, "metrics/bridge.json")
+    blind = experiment_file(name, "metrics/libero_blind.json")
     times_file = REPO_ROOT / "runs" / "seeds" / f"{name}.times.json"
     times = json.loads(times_file.read_text()) if times_file.is_file() else {}
     row: dict[str, object] = {"seed": seed}
@@ -87,6 +91,8 @@ def seed_row(seed: int) -> dict[str, object]:
             row[f"{suite.removeprefix('libero_')} t{task}"] = f"{t['successes']}/{t['episodes']}"
     row["average"] = f"{100 * libero['success_rate']:.1f}%"
     row["95% CI"] = f"{100 * libero['ci95_low']:.0f}–{100 * libero['ci95_high']:.0f}%"
+    if blind is not None:
+        row["blind"] = f"{100 * blind['success_rate']:.1f}%"
     row["held-out L1"] = f"{bridge['l1_normalized']:.4f}"
     row["ep/min"] = f"{libero['episodes_per_minute']:.1f}"
     row.update({f"{s} min": f"{times[s] / 60:.1f}" for s in TIMED_STAGES if s in times})

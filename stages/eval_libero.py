@@ -35,6 +35,9 @@ def main(
     blind: Annotated[
         bool, typer.Option(help="Empty instruction in every episode (eval_libero.blind): the language-blind baseline.")
     ] = False,
+    episodes_per_task: Annotated[
+        int, typer.Option(help="Instead of eval_libero.episodes_per_task (the first N of its initial states).")
+    ] = 0,
     stats: Annotated[
         Path, typer.Option(help="Random policy only: dataset_statistics.json giving its action range (if it exists).")
     ] = Path("data/stats/dataset_statistics.json"),
@@ -53,7 +56,16 @@ def main(
         raise typer.BadParameter(f"--policy must be 'model' or 'random', got {policy!r}")
     kind = "server" if server else policy
 
-    overrides = {k: v for k, v in (("suites", suite), ("unnorm_key", unnorm_key), ("blind", blind)) if v}
+    overrides = {
+        k: v
+        for k, v in (
+            ("suites", suite),
+            ("unnorm_key", unnorm_key),
+            ("blind", blind),
+            ("episodes_per_task", episodes_per_task),
+        )
+        if v
+    }
 
     def extra(_):
         return {"policy": kind, "model_dir": str(model_dir), "server": server,

@@ -2,8 +2,8 @@
 
 Every seed is ``dvc exp run --temp -n seed-<s> -S pretrain.seed=<s> -S finetune.seed=<s>`` on this checkout's
 committed state: the demos, RLDS, statistics and tokenizer come from the DVC cache (they do not depend on the
-training seed), pretrain → finetune → export → eval-libero → eval-bridge run anew. A seed equal to the committed
-params reproduces the committed `dvc.lock` and costs nothing. Prints one row per seed — LIBERO success per task and
+training seed), pretrain → finetune → export → eval-libero → eval-libero-blind → eval-bridge run anew. The committed
+params' seed is not rerun: its row is HEAD's metrics (stage times from `runs/seeds/seed-<s>.times.json` when present). Prints one row per seed — LIBERO success per task and
 on average (with its 95% interval), the language-blind baseline (`eval-libero-blind`), the held-out normalized L1,
 the wall time of every stage that ran — then the mean, min and max of the average success over the seeds.
 
@@ -39,9 +39,23 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
 
 
+def committed_seed() -> int:
+    """The training seed of the committed params.yaml (its results are HEAD's metrics)."""
+    import yaml
+
+    text = subprocess.run(
+        ["git", "show", "HEAD:params.yaml"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    params = yaml.safe_load(text.stdout)
+    return int(params["pretrain"]["seed"]) if params["pretrain"]["seed"] == params["finetune"]["seed"] else -1
+
+
 def run_seed(seed: int) -> dict[str, float]:
     """Run the experiment of one seed, streaming its output; the wall seconds of every stage that ran."""
     name = f"seed-{seed}"
+    if seed == committed_seed():
+        print(f"[{name}] the committed default's seed: its results are HEAD's (`dvc repro`)", flush=True)
+        return {}
     cmd = ["dvc", "exp", "run", "--temp", "-n", name, "-S", f"pretrain.seed={seed}", "-S", f"finetune.seed={seed}"]
     print(f"[{name}] {' '.join(cmd)}", flush=True)
     times: dict[str, float] = {}
@@ -72,6 +86,8 @@ def experiment_file(name: str, path: str) -> dict | None:
         cwd=REPO_ROOT, capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     ref = next((r for r in refs if r.rsplit("/", 1)[-1] == name), None)
+    if ref is None and name == f"seed-{committed_seed()}":
+        ref = "HEAD"
     if ref is None:
         raise SystemExit(f"no experiment named {name!r}; run it first (without --table-only)")
     text = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=REPO_ROOT, capture_output=True, text=True)

@@ -38,6 +38,7 @@ def main(
     episodes_per_task: Annotated[
         int, typer.Option(help="Instead of eval_libero.episodes_per_task (the first N of its initial states).")
     ] = 0,
+    videos: Annotated[int | None, typer.Option(help="Instead of eval_libero.videos (0 = none).")] = None,
     stats: Annotated[
         Path, typer.Option(help="Random policy only: dataset_statistics.json giving its action range (if it exists).")
     ] = Path("data/stats/dataset_statistics.json"),
@@ -66,6 +67,8 @@ def main(
         )
         if v
     }
+    if videos is not None:
+        overrides["videos"] = videos
 
     def extra(_):
         return {"policy": kind, "model_dir": str(model_dir), "server": server,

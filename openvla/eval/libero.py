@@ -57,23 +57,25 @@ class CameraSwitch:
     physics of a 20 Hz control step; a policy that executes its chunks open loop reads one observation every K
     steps. Each camera observable's sensor is wrapped: while ``render`` is False it answers its last frame instead
     of rendering. robosuite's sampling clock, the physics and every rendered frame are untouched, so an episode's
-    actions and outcome are the same with and without skipping — only the unread frames go stale.
+    actions and outcome are the same with and without skipping — only the unread frames go stale. ``only`` limits
+    rendering to some cameras (a replay for a video needs the agentview alone).
     """
 
     def __init__(self, robosuite_env: Any) -> None:
         self.render = True
+        self.only: frozenset[str] | None = None  # render these cameras only (None = all)
         self.rendered = 0  # camera sensor calls that rendered
         self.skipped = 0  # camera sensor calls answered without rendering
         for observable in robosuite_env._observables.values():
             if observable.modality == "image":
-                observable._sensor = self._wrap(observable._sensor)
+                observable._sensor = self._wrap(observable._sensor, observable.name.removesuffix("_image"))
 
-    def _wrap(self, sensor: Any) -> Any:
+    def _wrap(self, sensor: Any, camera: str) -> Any:
         last: dict[str, Any] = {}
 
         @functools.wraps(sensor)
         def maybe_render(obs_cache: dict[str, Any]) -> Any:
-            if self.render or "frame" not in last:
+            if (self.render and (self.only is None or camera in self.only)) or "frame" not in last:
                 last["frame"] = sensor(obs_cache)
                 self.rendered += 1
             else:
@@ -228,15 +230,19 @@ def replay_episode(
     """
     from openvla.sim.libero_env import camera_image, reset_to_state
 
-    camera_switch(env).render = True
-    reset_to_state(env, init_state, layout_seed)
-    obs = None
-    for _ in range(NUM_NOOP_STEPS):
-        obs, _, _, _ = env.step(NOOP_ACTION.copy())
-    frames, done = [rotate_180(camera_image(obs, "agentview"))], False
-    for action in actions:
-        obs, _, done, _ = env.step(libero_gripper(action))
-        frames.append(rotate_180(camera_image(obs, "agentview")))
+    switch = camera_switch(env)
+    switch.render, switch.only = True, frozenset({"agentview"})
+    try:
+        reset_to_state(env, init_state, layout_seed)
+        obs = None
+        for _ in range(NUM_NOOP_STEPS):
+            obs, _, _, _ = env.step(NOOP_ACTION.copy())
+        frames, done = [rotate_180(camera_image(obs, "agentview"))], False
+        for action in actions:
+            obs, _, done, _ = env.step(libero_gripper(action))
+            frames.append(rotate_180(camera_image(obs, "agentview")))
+    finally:
+        switch.only = None
     return frames, bool(done)
 
 

@@ -37,7 +37,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "data" / "stats" / "dataset_statistics.json").write_text(json.dumps(stats))
     save_action_tokenizer(ActionTokenizer(get_model_config("tiny").base_vocab_size), root / "data" / "tokenizer")
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["data"].update(shuffle_buffer=16, num_parallel_calls=1, num_parallel_reads=1, chunk=2)
+    params["data"].update(shuffle_buffer=16, num_parallel_calls=1, num_parallel_reads=1, chunk=2, cameras=["primary"])
     params["model"].update(action_head="l1", parallel_decoding=True)
     params["pretrain"].update(nproc=1, steps=4, batch_size=2, save_every=0, keep_last=1, eval_every=2,
                               eval_batches=2, schedule="constant", warmup_steps=0, lr=1e-3)  # fmt: skip

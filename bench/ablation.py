@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import yaml
+from table import print_rows  # bench/table.py (bench/ is on sys.path when a bench script runs)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OUT_ROOT = REPO_ROOT / "runs" / "ablation"
@@ -111,13 +112,7 @@ def row(variant: str) -> dict[str, object]:
 
 
 def print_table(variants: list[str]) -> None:
-    rows = [row(v) for v in variants]
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
-    print(" | ".join(c.ljust(widths[c]) for c in columns))
-    print("-|-".join("-" * widths[c] for c in columns))
-    for r in rows:
-        print(" | ".join(str(r[c]).ljust(widths[c]) for c in columns))
+    print_rows([row(v) for v in variants])
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from table import print_rows  # bench/table.py (bench/ is on sys.path when a bench script runs)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -72,13 +74,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="simulator processes (default: eval_libero's)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    rows = [run_setting(s, args) for s in args.settings]
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
-    print(" | ".join(c.ljust(widths[c]) for c in columns))
-    print("-|-".join("-" * widths[c] for c in columns))
-    for r in rows:
-        print(" | ".join(str(r[c]).ljust(widths[c]) for c in columns))
+    print_rows([run_setting(s, args) for s in args.settings])
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from table import print_rows  # bench/table.py (bench/ is on sys.path when a bench script runs)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TIMED_STAGES = (
@@ -118,12 +119,7 @@ def seed_row(seed: int) -> dict[str, object]:
 
 def print_table(seeds: list[int]) -> None:
     rows = [seed_row(s) for s in seeds]
-    columns = [c for c in dict.fromkeys(k for r in rows for k in r) if not c.startswith("_")]
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    print(" | ".join(c.ljust(widths[c]) for c in columns))
-    print("-|-".join("-" * widths[c] for c in columns))
-    for r in rows:
-        print(" | ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
+    print_rows(rows)
     rates = np.array([r["_rate"] for r in rows]) * 100
     print(f"\naverage success over {len(rows)} seeds: mean {rates.mean():.1f}%, min {rates.min():.1f}%, "
           f"max {rates.max():.1f}% (std {rates.std(ddof=1) if len(rates) > 1 else 0.0:.1f} points)")  # fmt: skip

@@ -2,8 +2,9 @@
 # which reuses .venv when pyproject.toml is unchanged.
 VENV ?= .venv
 BIN := $(VENV)/bin
-# dvc.yaml calls the `openvla` console script: put the venv first on PATH for every recipe.
-export PATH := $(CURDIR)/$(BIN):$(PATH)
+# dvc.yaml calls the `openvla` console script: put the venv first on PATH for every recipe (VENV may be relative to
+# this folder or absolute: `make repro VENV=/opt/venvs/openvla`).
+export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl

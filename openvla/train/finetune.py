@@ -179,30 +179,24 @@ def _finetune(
     autocast = info.device.type == "cuda"
     summary: dict[str, Any] = {}
     if start < cfg.steps:
-        validator = None
-        if cfg.eval_every > 0:
-            validator = Validator.build(
-                data_dir=data_dir,
-                mixture=mixture,
-                statistics=statistics,
-                data_cfg=params.data,
-                image_size=image_size_of(model.config),
-                transform=components.transform,
-                collator=components.collator,
-                batch_size=cfg.batch_size,
-                num_batches=cfg.eval_batches,
-                seed=cfg.seed,
-                info=info,
-                action_tokenizer=components.action_tokenizer,
-                autocast_bf16=autocast,
-            )
+        validator = Validator.for_stage(
+            cfg,
+            data_dir=data_dir,
+            mixture=mixture,
+            statistics=statistics,
+            data_cfg=params.data,
+            image_size=image_size_of(model.config),
+            components=components,
+            info=info,
+            autocast_bf16=autocast,
+        )
         summary = fit(
             model_w,
             optimizer,
             scheduler,
             batches,
             VLAObjective(components.action_tokenizer, info.device, autocast_bf16=autocast),
-            LoopConfig(cfg.steps, cfg.grad_accumulation, cfg.grad_clip, cfg.save_every, cfg.log_every, cfg.eval_every),
+            LoopConfig.of_stage(cfg),
             info,
             start_step=start,
             data_state=data_state,

@@ -55,6 +55,12 @@ class LoopConfig:
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be ≥ 0, got {self.eval_every}")
 
+    @classmethod
+    def of_stage(cls, stage_cfg: Any) -> LoopConfig:
+        """The loop of a training stage's section (``pretrain`` or ``finetune`` in params.yaml)."""
+        return cls(stage_cfg.steps, stage_cfg.grad_accumulation, stage_cfg.grad_clip, stage_cfg.save_every,
+                   stage_cfg.log_every, stage_cfg.eval_every)  # fmt: skip
+
 
 class Objective(Protocol):
     def __call__(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:

@@ -197,30 +197,24 @@ def _pretrain(
                 data_state, info, per_rank_batch_size(cfg.batch_size, info) * cfg.grad_accumulation
             ),
         )
-        validator = None
-        if cfg.eval_every > 0:
-            validator = Validator.build(
-                data_dir=data_dir,
-                mixture=params.data.mixture,
-                statistics=statistics,
-                data_cfg=params.data,
-                image_size=image_size_of(model_config),
-                transform=components.transform,
-                collator=components.collator,
-                batch_size=cfg.batch_size,
-                num_batches=cfg.eval_batches,
-                seed=cfg.seed,
-                info=info,
-                action_tokenizer=components.action_tokenizer,
-                autocast_bf16=autocast,
-            )
+        validator = Validator.for_stage(
+            cfg,
+            data_dir=data_dir,
+            mixture=params.data.mixture,
+            statistics=statistics,
+            data_cfg=params.data,
+            image_size=image_size_of(model_config),
+            components=components,
+            info=info,
+            autocast_bf16=autocast,
+        )
         summary = fit(
             model,
             optimizer,
             scheduler,
             loader,
             VLAObjective(components.action_tokenizer, info.device, autocast_bf16=autocast),
-            LoopConfig(cfg.steps, cfg.grad_accumulation, cfg.grad_clip, cfg.save_every, cfg.log_every, cfg.eval_every),
+            LoopConfig.of_stage(cfg),
             info,
             start_step=start,
             data_state=data_state,

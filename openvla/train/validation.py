@@ -159,6 +159,34 @@ class Validator:
         log.info("validation on %d held-out frames of %s (%d batches per rank)", used, mixture, len(batches))
         return cls(batches, used, action_tokenizer, info.device, gripper_thresholds(statistics), autocast_bf16)
 
+    @classmethod
+    def for_stage(
+        cls,
+        stage_cfg: Any,
+        *,
+        data_dir: str | Path,
+        mixture: str,
+        statistics: Mapping[str, Any],
+        data_cfg: DataConfig,
+        image_size: int,
+        components: Any,
+        info: DistInfo,
+        autocast_bf16: bool = False,
+    ) -> Validator | None:
+        """The validator of a training stage, or None when it validates nothing (``eval_every: 0``).
+
+        ``stage_cfg`` is the ``pretrain`` or ``finetune`` section (``eval_every``, ``eval_batches``, ``batch_size``,
+        ``seed``); ``components`` the stage's ``VLAComponents`` (its transform, collator and action tokenizer), so
+        that validation batches are made exactly as the training batches are.
+        """
+        if stage_cfg.eval_every <= 0:
+            return None
+        return cls.build(data_dir=data_dir, mixture=mixture, statistics=statistics, data_cfg=data_cfg,
+                         image_size=image_size, transform=components.transform, collator=components.collator,
+                         batch_size=stage_cfg.batch_size, num_batches=stage_cfg.eval_batches, seed=stage_cfg.seed,
+                         info=info, action_tokenizer=components.action_tokenizer,
+                         autocast_bf16=autocast_bf16)  # fmt: skip
+
     def __call__(self, model: nn.Module) -> dict[str, float]:
         """``val/*`` metrics of ``model`` (every rank must call: the forwards and the gather are collective)."""
         was_training = model.training

@@ -111,3 +111,15 @@ def test_pretrain_then_finetune_stages(in_workspace: Path):
     model = OpenVLAForActionPrediction.from_pretrained(merged)
     assert not any("lora_" in n for n, _ in model.named_parameters())
     assert model.get_action_dim() == 7  # norm_stats usable for unnormalization
+
+    # `dvc repro` after a code change reruns both stages on finished run directories: nothing trains, and the
+    # metrics still say what the training measured (summary.json in the run directory), not an empty summary
+    trained = json.loads((ws / "metrics" / "pretrain.json").read_text())
+    pretrain.main(device="cpu")
+    rerun = json.loads((ws / "metrics" / "pretrain.json").read_text())
+    assert rerun["steps_this_run"] == 0 and rerun["resumed_from_step"] == 3
+    assert rerun["final_loss"] == trained["final_loss"] and rerun["samples_per_s"] == trained["samples_per_s"]
+    finetune.main(device="cpu")
+    ft_rerun = json.loads((ws / "metrics" / "finetune.json").read_text())
+    assert ft_rerun["steps_this_run"] == 0 and ft_rerun["resumed_from_step"] == 2
+    assert ft_rerun["final_loss"] == ft["final_loss"] and ft_rerun["steps"] == 2

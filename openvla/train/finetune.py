@@ -25,7 +25,7 @@ from openvla.train.data import load_registry, make_vla_loader, per_rank_batch_si
 from openvla.train.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 from openvla.train.loop import Checkpointer, LoopConfig, fingerprint, fit
 from openvla.train.lora import adapter_state_dict, apply_lora, load_adapter_state_dict, merge_lora
-from openvla.train.metrics import MetricsRecorder
+from openvla.train.metrics import MetricsRecorder, keep_run_summary
 from openvla.train.optim import build_optimizer, step_decay_scheduler
 from openvla.train.pretrain import load_statistics
 from openvla.train.strategy import unwrap, wrap_model
@@ -222,6 +222,7 @@ def _finetune(
             run.log_artifact(run_dir / "merged" / "config.json", artifact_path="merged")
             if plots_dir:
                 run.log_artifacts(plots_dir, artifact_path="plots")
+        summary = keep_run_summary(run_dir, summary, trained=start < cfg.steps)
     barrier()
     return summary
 

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 TRAIN_CURVES = ("loss", "action_accuracy", "l1", "lr")  # per-step curves written under plots/<stage>/
+RUN_SUMMARY_FILE = "summary.json"  # the summary of the run that trained, kept in the run directory
 
 
 def action_token_sums(
@@ -198,3 +199,25 @@ class MetricsRecorder:
         """Mean of the last ``n`` recorded values of ``key``."""
         values = [r[key] for r in self.rows if key in r][-n:]
         return sum(values) / len(values) if values else None
+
+
+def keep_run_summary(run_dir: str | Path, summary: Mapping[str, Any], trained: bool) -> dict[str, Any]:
+    """The stage's summary, kept across a rerun that finds its training already complete.
+
+    ``dvc repro`` reruns ``pretrain`` / ``finetune`` when a dependency changed (say a refactor of ``openvla/train``);
+    a run directory whose checkpoint already has every step then trains nothing, and its fresh summary would lack
+    ``final_loss``, ``val.*`` and the timings, silently emptying ``metrics/<stage>.json``. So a run that trained
+    (``trained``) writes its summary to ``<run_dir>/summary.json``; a run that did not starts from that file, with
+    ``steps_this_run: 0`` and this run's own keys (``resumed_from_step``, ...) on top.
+    """
+    path = Path(run_dir) / RUN_SUMMARY_FILE
+    if trained:
+        from openvla.io import atomic_write_json
+
+        atomic_write_json(path, dict(summary))
+        return dict(summary)
+    if not path.is_file():
+        log.warning("training was already complete and %s is missing: the summary has no training metrics", path)
+        return dict(summary)
+    log.info("training was already complete: training metrics from %s", path)
+    return {**json.loads(path.read_text()), **summary, "steps_this_run": 0}

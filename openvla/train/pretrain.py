@@ -23,7 +23,7 @@ from openvla.train.checkpoint import CheckpointManager
 from openvla.train.data import load_registry, make_vla_loader, mixture_datasets, per_rank_batch_size, resume_skip
 from openvla.train.distributed import DistInfo, init_distributed, shutdown_distributed
 from openvla.train.loop import Checkpointer, LoopConfig, fingerprint, fit
-from openvla.train.metrics import MetricsRecorder
+from openvla.train.metrics import MetricsRecorder, keep_run_summary
 from openvla.train.optim import apply_freeze, build_optimizer, build_scheduler
 from openvla.train.strategy import resolve_precision, unwrap, wrap_model
 from openvla.train.validation import Validator
@@ -246,4 +246,6 @@ def _pretrain(
             run.log_artifact(run_dir / "config.json")
             if plots_dir:
                 run.log_artifacts(plots_dir, artifact_path="plots")
+    if info.is_main:
+        summary = keep_run_summary(run_dir, summary, trained=start < cfg.steps)
     return summary

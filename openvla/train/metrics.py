@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from openvla.io import atomic_write_json
+
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
@@ -212,8 +214,6 @@ def keep_run_summary(run_dir: str | Path, summary: Mapping[str, Any], trained: b
     """
     path = Path(run_dir) / RUN_SUMMARY_FILE
     if trained:
-        from openvla.io import atomic_write_json
-
         atomic_write_json(path, dict(summary))
         return dict(summary)
     if not path.is_file():

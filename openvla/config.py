@@ -47,6 +47,7 @@ class DemosConfig:
     resolution: int = 128  # rendered camera size; small because software rendering dominates the CPU budget
     noise_fraction: float = 0.33  # fraction of demos whose *executed* xyz action gets Gaussian noise
     noise_std: float = 0.3  # std of that noise (the clean expert action is what gets stored)
+    miss_fraction: float = 0.0  # fraction of demos whose first grasp misses on purpose, then recovers (expert.py)
     seed: int = 0  # seeds the initial-state sampling and the noise; same seed → same demos
     workers: int = 2  # simulator processes
     max_steps: int = 0  # step budget of one attempt; 0 = the suite's evaluation budget (220 for libero_spatial)
@@ -59,6 +60,8 @@ class DemosConfig:
             raise ValueError(f"fixed_init_limit must be in [1, 50], got {self.fixed_init_limit}")
         if not 0.0 <= self.noise_fraction <= 1.0:
             raise ValueError(f"noise_fraction must be in [0, 1], got {self.noise_fraction}")
+        if not 0.0 <= self.miss_fraction <= 1.0:
+            raise ValueError(f"miss_fraction must be in [0, 1], got {self.miss_fraction}")
         if self.num_demos < 1 or self.max_attempts < self.num_demos:
             raise ValueError(f"need 1 ≤ num_demos ≤ max_attempts, got {self.num_demos} and {self.max_attempts}")
 

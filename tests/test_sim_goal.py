@@ -133,3 +133,38 @@ def test_expert_refuses_goals_it_has_no_plan_for(task_id):
     goal = robosuite_parse_problem(get_task("libero_goal", task_id).bddl_file)["goal_state"]
     with pytest.raises(UnsupportedTaskError):
         pick_place_goal(_Parsed(goal))
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_a_deliberate_miss_is_recorded_from_the_empty_grasp_on(own_env_cache):
+    """A miss attempt closes the fingers beside the wine bottle's neck, opens while rising and grasps again; the demo
+    starts with the fingers shut on nothing, so the policy learns the recovery and never the miss."""
+    from openvla.sim.demos import AttemptSpec, run_attempt
+    from openvla.sim.expert import EMPTY_FINGER
+
+    common = dict(suite="libero_goal", task_id=2, attempt=0, seed=0, resolution=SIM_RESOLUTION,
+                  noise_fraction=0.0, noise_std=0.0, max_steps=250)  # fmt: skip
+    clean, missed = run_attempt(AttemptSpec(**common)), run_attempt(AttemptSpec(**common, miss=True))
+    assert clean.success and missed.success and missed.miss and missed.episode is not None
+    assert missed.episode.attrs["miss"] and not clean.episode.attrs["miss"]
+    fingers = np.abs(missed.episode.obs["gripper_states"]).min(axis=1)
+    assert fingers[0] < EMPTY_FINGER < np.abs(clean.episode.obs["gripper_states"][0]).min()  # shut on nothing
+    opens = missed.episode.actions[:, 6] < 0
+    assert opens[:5].all() and missed.episode.actions[:5, 2].min() > 0  # the recovery: open while rising
+    closes = missed.episode.actions[:, 6] > 0
+    assert np.count_nonzero(np.diff(closes.astype(int)) == 1) == 1  # then one grasp, the one that holds
+    assert not np.array_equal(missed.episode.states[0], clean.episode.states[0])
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_a_bowl_is_never_missed_on_purpose(own_env_cache):
+    """The bowl family has no miss offsets (an empty grasp and a held rim look alike): a miss attempt is a clean one."""
+    from openvla.sim.demos import AttemptSpec, run_attempt
+
+    common = dict(suite="libero_goal", task_id=1, attempt=0, seed=0, resolution=SIM_RESOLUTION,
+                  noise_fraction=0.0, noise_std=0.0, max_steps=200)  # fmt: skip
+    clean, asked = run_attempt(AttemptSpec(**common)), run_attempt(AttemptSpec(**common, miss=True))
+    assert clean.success and asked.success and not asked.miss and not asked.episode.attrs["miss"]
+    np.testing.assert_array_equal(asked.episode.actions, clean.episode.actions)

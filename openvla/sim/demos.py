@@ -20,6 +20,13 @@ embedded default, places everything on table regions and uses fresh samples.
 Noise: attempt ``k`` is noisy when ``floor((k + 1)·f) > floor(k·f)`` (f = ``noise_fraction``, so exactly that
 fraction of attempts); a noisy attempt executes ``clip(a[:3] + N(0, noise_std), −1, 1)`` and stores ``a``, the
 expert's clean action — the policy learns to come back to the expert's path.
+
+Misses: attempt ``k`` is a miss when the same rule holds for ``miss_fraction`` (counted from the other end, ``k →
+max_attempts − 1 − k``, so that misses and noise seldom fall on one attempt), for objects with ``miss_offsets`` (the
+wine bottle). Its first grasp closes the fingers beside the object, finds nothing held, opens while rising and grasps
+again. Only the steps from the empty grasp on are recorded (the expert's ``label`` is None before): the demo shows
+the recovery from a grasp that caught nothing, the policies' most common failure on the wine bottle, and never the
+miss. A miss whose fingers caught the object after all is dropped like a failed attempt.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ class AttemptSpec:
     noise_fraction: float
     noise_std: float
     max_steps: int  # step budget after the no-op steps
+    miss: bool = False  # the first grasp misses on purpose (see the module docstring)
     cheap_rendering: bool = True
     init_states: str = "sampled"  # "sampled" (fresh placement samples) or "fixed" (LIBERO's fixed states)
     fixed_init_limit: int = 30  # "fixed": attempt k uses fixed state k mod this
@@ -69,6 +77,7 @@ class AttemptResult:
     steps: int
     noisy: bool
     seconds: float
+    miss: bool  # a deliberate miss (whose fingers, when it failed, may have caught the object after all)
     episode: DemoEpisode | None  # None for failed attempts (images are not shipped back)
     init_state: np.ndarray | None = None  # flattened MuJoCo state the attempt started from (before the no-op steps)
 
@@ -128,31 +137,38 @@ def run_attempt(spec: AttemptSpec) -> AttemptResult:
     if spec.cheap_rendering:
         apply_cheap_rendering(env)
     obs = settle(env, NUM_NOOP_STEPS)
-    expert.reset()
     noisy = is_noisy(spec.attempt, spec.noise_fraction)
     rng = np.random.default_rng([spec.seed, spec.task_id, spec.attempt, 1])
+    miss = None
+    offsets = expert.family.miss_offsets
+    if spec.miss and offsets:
+        pick = np.random.default_rng([spec.seed, spec.task_id, spec.attempt, 2]).integers(len(offsets))
+        miss = np.asarray(offsets[int(pick)])
+    expert.reset(miss=miss)
 
     keys = ("actions", "states", "robot_states", *(f"obs/{k}" for k in _OBS_FROM_ENV))
     rec: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     success = False
     for _ in range(spec.max_steps):
-        rec["states"].append(env.get_sim_state().copy())
-        rec["robot_states"].append(
-            np.concatenate([obs["robot0_gripper_qpos"], obs["robot0_eef_pos"], obs["robot0_eef_quat"]])
-        )
-        rec["obs/agentview_rgb"].append(obs["agentview_image"].copy())
-        rec["obs/eye_in_hand_rgb"].append(obs["robot0_eye_in_hand_image"].copy())
-        rec["obs/ee_states"].append(ee_state(obs))
-        rec["obs/gripper_states"].append(np.asarray(obs["robot0_gripper_qpos"], dtype=np.float64))
-        rec["obs/joint_states"].append(np.asarray(obs["robot0_joint_pos"], dtype=np.float64))
+        state = env.get_sim_state().copy()
         action = expert.act()
+        if expert.label is not None:  # None: a step of a deliberate miss, not a demonstration
+            rec["states"].append(state)
+            rec["robot_states"].append(
+                np.concatenate([obs["robot0_gripper_qpos"], obs["robot0_eef_pos"], obs["robot0_eef_quat"]])
+            )
+            rec["obs/agentview_rgb"].append(obs["agentview_image"].copy())
+            rec["obs/eye_in_hand_rgb"].append(obs["robot0_eye_in_hand_image"].copy())
+            rec["obs/ee_states"].append(ee_state(obs))
+            rec["obs/gripper_states"].append(np.asarray(obs["robot0_gripper_qpos"], dtype=np.float64))
+            rec["obs/joint_states"].append(np.asarray(obs["robot0_joint_pos"], dtype=np.float64))
+            rec["actions"].append(expert.label)
         executed = action.copy()
         if noisy and spec.noise_std > 0:
             executed[:3] = np.clip(action[:3] + rng.normal(0.0, spec.noise_std, 3), -1.0, 1.0)
-        rec["actions"].append(action)
         obs, _, _, _ = env.step(executed)
         if env.check_success():
-            success = True
+            success = not expert.miss_caught
             break
     steps = len(rec["actions"])
     episode = None
@@ -163,10 +179,11 @@ def run_attempt(spec: AttemptSpec) -> AttemptResult:
             robot_states=np.stack(rec["robot_states"]),
             obs={k: np.stack(rec[f"obs/{k}"]) for k in _OBS_FROM_ENV},
             success=True,
-            attrs={"attempt": spec.attempt, "noisy": noisy, "init_state": init_state},
+            attrs={"attempt": spec.attempt, "noisy": noisy, "miss": miss is not None, "init_state": init_state},
         )
     seconds = time.perf_counter() - start
-    return AttemptResult(spec.task_id, spec.attempt, success, steps, noisy, seconds, episode, init_state)
+    miss_made = miss is not None
+    return AttemptResult(spec.task_id, spec.attempt, success, steps, noisy, seconds, miss_made, episode, init_state)
 
 
 _OBS_FROM_ENV = ("agentview_rgb", "eye_in_hand_rgb", "ee_states", "gripper_states", "joint_states")
@@ -200,6 +217,7 @@ def collect_task(cfg: DemosConfig, task_id: int, max_steps: int) -> tuple[list[D
             noise_fraction=cfg.noise_fraction,
             noise_std=cfg.noise_std,
             max_steps=max_steps,
+            miss=is_noisy(cfg.max_attempts - 1 - k, cfg.miss_fraction),
             cheap_rendering=cfg.cheap_rendering,
             init_states=cfg.init_states,
             fixed_init_limit=cfg.fixed_init_limit,
@@ -207,7 +225,7 @@ def collect_task(cfg: DemosConfig, task_id: int, max_steps: int) -> tuple[list[D
         for k in range(cfg.max_attempts)
     ]
     episodes: list[DemoEpisode] = []
-    attempts = failed = noisy_failed = 0
+    attempts = failed = noisy_failed = miss_failed = 0
     steps: list[int] = []
     bar = tqdm(total=cfg.num_demos, desc=f"demos {cfg.suite}/{task_id}", unit="demo", dynamic_ncols=True)
     with bar:
@@ -221,12 +239,14 @@ def collect_task(cfg: DemosConfig, task_id: int, max_steps: int) -> tuple[list[D
             else:
                 failed += 1
                 noisy_failed += int(result.noisy)
+                miss_failed += int(result.miss)
                 log.info(
-                    "task %d attempt %d failed after %d steps (noisy=%s)",
+                    "task %d attempt %d failed after %d steps (noisy=%s, miss=%s)",
                     task_id,
                     result.attempt,
                     result.steps,
                     result.noisy,
+                    result.miss,
                 )
             bar.set_postfix(attempts=attempts, failed=failed)
             if len(episodes) >= cfg.num_demos:
@@ -236,8 +256,10 @@ def collect_task(cfg: DemosConfig, task_id: int, max_steps: int) -> tuple[list[D
         "attempts": attempts,
         "failed": failed,
         "failed_noisy": noisy_failed,
+        "failed_miss": miss_failed,
         "expert_success_rate": len(episodes) / max(attempts, 1),
         "noisy_demos": int(sum(bool(ep.attrs["noisy"]) for ep in episodes)),
+        "miss_demos": int(sum(bool(ep.attrs["miss"]) for ep in episodes)),
         "steps_median": float(np.median(steps)) if steps else 0.0,
         "steps_max": int(max(steps)) if steps else 0,
     }
@@ -293,6 +315,7 @@ def make_demos(cfg: DemosConfig, out_dir: str | Path, run: Any | None = None) ->
                 "cheap_rendering": cfg.cheap_rendering,
                 "noise_fraction": cfg.noise_fraction,
                 "noise_std": cfg.noise_std,
+                "miss_fraction": cfg.miss_fraction,
                 "seed": cfg.seed,
                 "init_states": cfg.init_states,
             }

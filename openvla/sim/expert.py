@@ -43,12 +43,19 @@ class ObjectFamily:
 
     grasp_offsets: tuple[tuple[float, float, float], ...]  # grasp points relative to the body origin (world axes)
     bottom: float  # height of the body origin above the object's lowest point (origin at the base → 0)
+    # Where a deliberate miss closes the fingers, relative to the grasp point, far enough that they catch nothing
+    # (one is drawn per miss); empty = no misses. The wine bottle's neck is missed in front or behind (x, across the
+    # closing direction), as the policies miss it. A bowl has none: its thin rim lets the fingers shut as far as on
+    # nothing, so an empty grasp and a held bowl look alike to the policy.
+    miss_offsets: tuple[tuple[float, float, float], ...] = ()
 
 
 FAMILIES: dict[str, ObjectFamily] = {
     "akita_black_bowl": ObjectFamily(((0.0, 0.05, 0.02), (0.0, -0.05, 0.02)), bottom=0.0),  # rim, either side
     "cream_cheese": ObjectFamily(((0.0, 0.0, 0.0),), bottom=0.009),  # 8 × 4.3 × 1.8 cm box, origin at its centre
-    "wine_bottle": ObjectFamily(((0.0, 0.0, 0.12),), bottom=0.0),  # 15.7 cm tall, origin at the base; at the neck
+    "wine_bottle": ObjectFamily(  # 15.7 cm tall, origin at the base; grasped at the neck
+        ((0.0, 0.0, 0.12),), bottom=0.0, miss_offsets=((0.03, 0.0, 0.0), (-0.03, 0.0, 0.0))
+    ),
 }
 
 # Height of the carried object's lowest point above the target object's origin at release.
@@ -87,6 +94,10 @@ PHASES = (
     Phase("open", OPEN, None, 8),
     Phase("retreat", OPEN, 0.01, 30),
 )
+# After a grasp that caught nothing: open the fingers while rising straight up by REOPEN_RISE, then approach again.
+REOPEN = Phase("reopen", OPEN, 0.01, 20)
+REOPEN_RISE = 0.05  # metres
+EMPTY_FINGER = 0.003  # finger joint position (m from the middle) below which the fingers closed on nothing (0.002)
 LIFT = 0.15  # metres the object rises at least
 APPROACH = 0.12  # metres above the grasp point
 RETREAT = 0.10  # metres
@@ -194,14 +205,22 @@ class PickPlaceExpert:
         return best
 
     # --- control ----------------------------------------------------------------------------------------------
-    def reset(self) -> None:
+    def reset(self, miss: np.ndarray | None = None) -> None:
+        """Start an episode. ``miss`` (an offset from the grasp point) makes the first grasp a deliberate miss: the
+        hand approaches and descends to ``grasp point + miss`` and closes there, then finds the object not held,
+        opens while rising and grasps again. Until then ``label`` is None (see ``act``)."""
         self.phase_index = 0
         self.phase_steps = 0
         self.offset = self._choose_offset()
         self._anchor: np.ndarray | None = None  # eef position where a hold/relative phase started
         self._anchor_obj: np.ndarray | None = None  # object position at that moment
         self._carry_z: float | None = None  # object height while carried, fixed when the lift starts
+        self._reopening = False  # in REOPEN, after a grasp that caught nothing (then back to the first phase)
+        self.miss = None if miss is None else np.asarray(miss, dtype=np.float64)
+        self.miss_caught = False  # the deliberate miss held the object after all (no recovery to record)
         self.regrasps = 0  # times the object was dropped and grasped again this episode
+        self.missed_grasps = 0  # times the fingers closed on nothing and the expert grasped again
+        self.label: np.ndarray | None = np.zeros(7)  # the action to learn for the last ``act()``; None: not a demo step
 
     @property
     def done(self) -> bool:
@@ -223,12 +242,15 @@ class PickPlaceExpert:
         eef = self.eef()
         if self._anchor is None:
             self._anchor, self._anchor_obj = eef, self.obj_pos()
+        aim = self.obj_pos() + self.offset + (self.miss if self.miss is not None else 0.0)
         if name == "above":
-            return self.obj_pos() + self.offset + _up(APPROACH)
+            return aim + _up(APPROACH)
         if name == "descend":
-            return self.obj_pos() + self.offset
+            return aim
         if name in ("close", "open"):
             return self._anchor
+        if name == "reopen":
+            return self._anchor + _up(REOPEN_RISE)
         if name == "lift":  # straight up until the object is at the carry height
             assert self._anchor_obj is not None
             return self._anchor + _up(self._carry_height() - self._anchor_obj[2])
@@ -243,12 +265,26 @@ class PickPlaceExpert:
         raise AssertionError(f"unknown phase {name}")
 
     def act(self) -> np.ndarray:
-        """The expert's action (7,) float64 for the current state; advances its phase. Idle (open) when done."""
+        """The expert's action (7,) float64 for the current state; advances its phase. Idle (open) when done.
+
+        ``self.label`` receives the action a policy should learn for this state: the action itself, or None during a
+        deliberate miss, until the fingers have shut on nothing. The steps of the miss are not demonstrations (a
+        policy must not learn to miss, and no label for them is right: while the fingers close a correct expert
+        would open them, which a policy cannot tell from a grasp that holds); the demo starts where the recovery
+        does, the fingers shut on nothing beside the object.
+        """
         action = np.zeros(7)
         if self.done:
             action[6] = OPEN
+            self.label = action
             return action
-        phase = PHASES[self.phase_index]
+        phase = REOPEN if self._reopening else PHASES[self.phase_index]
+        if phase.name == "lift" and self.phase_steps == 0:
+            if not self.held():
+                self._grasp_again()
+                return self.act()
+            if self.miss is not None:  # the fingers caught the object anyway
+                self.miss_caught, self.miss = True, None
         if phase.name in CARRYING and self.phase_steps > 0 and self._dropped():
             log.debug("expert: object dropped during %s; grasping it again", phase.name)
             self.regrasps += 1
@@ -260,18 +296,39 @@ class PickPlaceExpert:
             return self.act()
         action[:3] = np.clip(error / MAX_DELTA * GAIN, -1.0, 1.0)
         action[6] = phase.gripper
+        self.label = None if self.miss is not None else action
         self.phase_steps += 1
         if self.phase_steps >= phase.max_steps:
             log.debug("expert phase %s timed out with error %.3f m", phase.name, float(np.linalg.norm(error)))
             self._next_phase()
         return action
 
+    def held(self) -> bool:
+        """The closed fingers stopped on something: each stays more than ``EMPTY_FINGER`` from the middle.
+
+        (robosuite's pad-contact test misses the bowl, which the fingertips hold by its rim.)"""
+        inner = self.env.env
+        qpos = self.sim.data.qpos[inner.robots[0]._ref_gripper_joint_pos_indexes]
+        return bool(np.min(np.abs(qpos)) > EMPTY_FINGER)
+
+    def _grasp_again(self) -> None:
+        """The fingers closed on nothing: open them where they are, then approach the grasp point again from above."""
+        if self.miss is None:
+            log.debug("expert: the grasp caught nothing; opening and grasping again")
+        self.missed_grasps += 1
+        self.miss = None
+        self._reopening = True
+        self.phase_index, self.phase_steps, self._anchor, self._anchor_obj, self._carry_z = 0, 0, None, None, None
+
     def _dropped(self) -> bool:
         """The object is no longer between the fingers (its grasp point is far from the gripper)."""
         return bool(np.linalg.norm(self.obj_pos() + self.offset - self.eef()) > DROPPED)
 
     def _next_phase(self) -> None:
-        self.phase_index += 1
+        if self._reopening:  # back to the first phase (phase_index stayed 0)
+            self._reopening = False
+        else:
+            self.phase_index += 1
         self.phase_steps = 0
         self._anchor = None
         self._anchor_obj = None

@@ -10,7 +10,8 @@ contact with the fixture).
 
 Actions are OSC_POSE deltas (7-D, ±1 ↔ ±0.05 m per step): move with ``a[:3] = clip((goal − eef) / 0.05 · 1.5, −1,
 1)``, no rotation, ``a[6] = −1`` open / ``+1`` close. Phases: above the grasp point → descend → close and hold → lift
-→ over the target → lower → open → retreat. Every goal is recomputed from the live state every step, so the expert
+→ over the target → lower → open → retreat. Before the lift it checks that the fingers stopped on something; if they
+shut on nothing it opens them while rising and approaches again (``REOPEN``). Every goal is recomputed from the live state every step, so the expert
 recovers from the noise the demos recorder injects into the executed action. Once the object is held, the goals of
 the carrying phases are *object* goals: the gripper moves by (where the object should be − where it is), so a grasp
 that slipped or sits off-centre does not move the release point.

@@ -285,6 +285,7 @@ class EvalLiberoConfig:
     center_crop: bool = True  # OpenVLA's 90%-area centre crop, when the model was trained with augmentation
     execution: Literal["open_loop", "ensemble"] = "ensemble"  # how an action chunk is executed
     ensemble_decay: float = 0.01  # temporal ensembling weights exp(-decay·i), i = 0 oldest prediction (ACT: 0.01)
+    open_loop_steps: int = 0  # open_loop: actions executed per chunk before the next query; 0 = all K (OFT)
     videos: int = 2  # MP4s of the first N successful and the first N failed rollouts
     workers: int = 2  # simulator processes (each loads its own copy of the policy, unless batch_queries)
     # one policy in the stage's process answers all workers' queries, those waiting together in one forward (the
@@ -332,6 +333,7 @@ class EvalBridgeConfig:
     control_hz: float = 5.0  # control rate; the loop sleeps out the rest of each 1/control_hz period
     execution: Literal["open_loop", "ensemble"] = "ensemble"  # live, chunked models: how a chunk is executed
     ensemble_decay: float = 0.01  # live ensembling weights exp(-decay·i), i = 0 the oldest prediction
+    open_loop_steps: int = 0  # live open_loop: actions executed per chunk before the next query; 0 = all K
 
     def __post_init__(self) -> None:
         if self.max_episodes < 0 or self.batch_size < 1 or self.plot_episodes < 0:
@@ -354,6 +356,7 @@ class ServeConfig:
     execution: Literal["chunk", "open_loop", "ensemble"] = "chunk"  # chunk = answer the model's whole (K, D) chunk;
     # open_loop / ensemble = the server executes chunks per client session and answers one (D,) action per request
     ensemble_decay: float = 0.01  # ensemble: weights exp(-decay·i), i = 0 the oldest prediction (ACT: 0.01)
+    open_loop_steps: int = 0  # open_loop: actions executed per chunk before the next query; 0 = all K (OFT)
     max_sessions: int = 64  # open_loop / ensemble: executors kept (least recently used dropped beyond this)
 
     def __post_init__(self) -> None:

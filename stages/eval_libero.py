@@ -84,6 +84,7 @@ def main(
             center_crop=cfg.center_crop,
             execution=cfg.execution,
             ensemble_decay=cfg.ensemble_decay,
+            open_loop_steps=cfg.open_loop_steps,
             stats_path=str(stats) if kind == "random" and stats.is_file() else "",
             seed=cfg.seed,
             threads=max(1, (os.cpu_count() or 1) // max(cfg.workers, 1)),

@@ -143,6 +143,16 @@ def test_session_will_query_tells_which_steps_read_an_observation():
     assert ensemble.will_query("b")  # temporal ensembling reads every step
 
 
+def test_open_loop_steps_make_a_session_query_after_that_many_actions():
+    store = SessionStore("open_loop", open_loop_steps=2)
+    store.begin("a", "x").push(np.arange(8 * 7, dtype=float).reshape(8, 7))
+    popped, reads = [], []
+    for _ in range(2):
+        popped.append(store.begin("a", "x").pop()[0])
+        reads.append(store.will_query("a"))
+    assert popped == [0.0, 7.0] and reads == [False, True]  # the chunk's last 6 actions are never executed
+
+
 # --- statistics ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("k", "n", "low", "high"),

@@ -347,6 +347,20 @@ def test_open_loop_calls_the_model_once_per_chunk_and_answers_its_rows_in_order(
     assert (health["queries"], health["from_chunk"], health["requests"]) == (3, 4, 3)
 
 
+def test_open_loop_steps_executes_the_first_actions_of_each_chunk_then_queries_again():
+    """``serve.open_loop_steps`` (OpenVLA-OFT's ``num_open_loop_steps``): 2 of every 3-action chunk, then a query."""
+    k, steps, n = 3, 2, 6
+    predictor = ChunkPredictor(chunk=k)
+    imgs = [_image(60 + i) for i in range(n)]
+    config = ServeConfig(execution="open_loop", open_loop_steps=steps)
+    with BackgroundServer(predictor, config) as srv, ActClient(srv.url) as client:
+        actions = [client.act(im, "stack the cups", session="ep", reset=(i == 0)) for i, im in enumerate(imgs)]
+    assert len(predictor.calls) == 3  # requests 0, 2 and 4 ran the model
+    for i, action in enumerate(actions):
+        query = imgs[i - i % steps]
+        np.testing.assert_array_equal(action, ChunkPredictor.chunk(query, "stack the cups", k)[i % steps])
+
+
 def test_open_loop_with_a_one_step_model_queries_every_request():
     predictor = EchoPredictor()
     with BackgroundServer(predictor, ServeConfig(execution="open_loop")) as srv, ActClient(srv.url) as client:
@@ -451,6 +465,8 @@ def test_unknown_execution_or_no_sessions_is_refused_at_startup():
         create_app(EchoPredictor(), ServeConfig(execution="closed_loop"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_sessions must be at least 1"):
         SessionExecutors("open_loop", max_sessions=0)
+    with pytest.raises(ValueError, match="open_loop_steps must be ≥ 0"):
+        create_app(EchoPredictor(), ServeConfig(execution="open_loop", open_loop_steps=-1))
 
 
 def test_act_refuses_unknown_keys_and_lists_the_accepted_ones():

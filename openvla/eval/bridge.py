@@ -509,7 +509,7 @@ def evaluate_bridge(
 
         robot = WidowXRobot(cfg.host, cfg.port, image_size=cfg.robot_image_size, clock=clock)
     if policy.chunk_size > 1:
-        policy.set_execution(cfg.execution or "ensemble", cfg.ensemble_decay)
+        policy.set_execution(cfg.execution or "ensemble", cfg.ensemble_decay, cfg.open_loop_steps)
     else:
         policy.set_execution("chunk")  # one action per query, sent unchanged
     log.info("live: %d steps at %.1f Hz on %s — %r", cfg.steps, cfg.control_hz, type(robot).__name__, cfg.instruction)

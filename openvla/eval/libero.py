@@ -506,6 +506,7 @@ def evaluate_libero(
         "init_states": [cfg.first_init_state, cfg.first_init_state + cfg.episodes_per_task],
         "seed": cfg.seed,
         "execution": cfg.execution,
+        "open_loop_steps": cfg.open_loop_steps,
         "center_crop": cfg.center_crop,
         "blind": cfg.blind,
         **({"policy_batches": batching} if batching is not None else {}),

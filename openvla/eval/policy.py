@@ -64,6 +64,7 @@ class PolicySpec:
     center_crop: bool | None = None  # model: override of the model's own centre crop (None = the model's)
     execution: str = "ensemble"  # model, server: chunk execution (open_loop | ensemble)
     ensemble_decay: float = 0.01
+    open_loop_steps: int = 0  # open_loop: actions executed per chunk before the next query (0 = all)
     stats_path: str = ""  # random: dataset_statistics.json giving the action range ("" = [-1, 1])
     seed: int = 0
     device: str = "cpu"
@@ -101,6 +102,7 @@ def build_policy(spec: PolicySpec) -> Any:
             center_crop=spec.center_crop,
             execution=spec.execution,
             ensemble_decay=spec.ensemble_decay,
+            open_loop_steps=spec.open_loop_steps,
         )
     if spec.kind == "server":
         from openvla.serve.client import RemotePolicy
@@ -110,5 +112,6 @@ def build_policy(spec: PolicySpec) -> Any:
             unnorm_key=spec.unnorm_key or None,
             execution=spec.execution,
             ensemble_decay=spec.ensemble_decay,
+            open_loop_steps=spec.open_loop_steps,
         )
     raise ValueError(f"unknown policy kind {spec.kind!r}; expected 'model', 'server' or 'random'")

@@ -31,6 +31,8 @@ class OpenLoopExecutor:
     """Execute each predicted chunk to its end (or its first ``horizon`` actions) before the next query."""
 
     def __init__(self, horizon: int = 0) -> None:
+        if horizon < 0:
+            raise ValueError(f"open_loop_steps must be ≥ 0 (0 = the whole chunk), got {horizon}")
         self.horizon = horizon  # 0 = the whole chunk
         self._queue: deque[np.ndarray] = deque()
 

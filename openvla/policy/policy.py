@@ -74,6 +74,7 @@ class Policy:
         execution: str = "chunk",
         ensemble_decay: float = 0.01,
         max_sessions: int = 64,
+        open_loop_steps: int = 0,
     ) -> None:
         self.model = model
         self.processor = processor
@@ -85,19 +86,26 @@ class Policy:
         limit_tensorflow_threads(1)  # the transform's one TF op per frame must not fight torch for the cores
         self.unnorm_key = unnorm_key or None
         self.max_sessions = max_sessions
-        self.set_execution(execution, ensemble_decay)
+        self.set_execution(execution, ensemble_decay, open_loop_steps)
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         self.queries = 0  # model calls made by act() (callers time them: eval-libero's query latency)
         if self.unnorm_key is not None:
             self.action_stats(self.unnorm_key)  # a wrong unnorm_key fails now, not at the first robot step
 
-    def set_execution(self, execution: str, ensemble_decay: float = 0.01) -> None:
-        """How ``act`` executes chunks from now on ("chunk" | "open_loop" | "ensemble"); every session restarts."""
+    def set_execution(self, execution: str, ensemble_decay: float = 0.01, open_loop_steps: int = 0) -> None:
+        """How ``act`` executes chunks from now on ("chunk" | "open_loop" | "ensemble"); every session restarts.
+
+        ``open_loop_steps`` (open_loop): actions of each chunk executed before the next query, 0 = all of them
+        (OpenVLA-OFT's ``num_open_loop_steps``)."""
         if execution not in EXECUTIONS:
             raise ValueError(f"execution must be one of {', '.join(EXECUTIONS)}, got {execution!r}")
         self.execution = execution
-        self.sessions = SessionStore(execution, ensemble_decay, self.max_sessions) if execution != "chunk" else None
+        self.sessions = (
+            SessionStore(execution, ensemble_decay, self.max_sessions, open_loop_steps)
+            if execution != "chunk"
+            else None
+        )
 
     # --- loading ------------------------------------------------------------------------------------------------
     @classmethod

@@ -42,14 +42,15 @@ class _Session:
 class SessionStore:
     """One executor of kind ``kind`` ("open_loop" | "ensemble") per session name."""
 
-    def __init__(self, kind: str, decay: float = 0.01, max_sessions: int = 64) -> None:
+    def __init__(self, kind: str, decay: float = 0.01, max_sessions: int = 64, open_loop_steps: int = 0) -> None:
         if kind not in ("open_loop", "ensemble"):
             raise ValueError(f"serve.execution {kind!r} keeps no sessions; expected 'open_loop' or 'ensemble'")
         if max_sessions < 1:
             raise ValueError(f"serve.max_sessions must be at least 1, got {max_sessions}")
-        make_executor(kind, decay)  # fail now, not on the first request
+        make_executor(kind, decay, open_loop_steps)  # fail now, not on the first request
         self.kind = kind
         self.decay = decay
+        self.open_loop_steps = open_loop_steps  # open_loop: actions executed per chunk (0 = all)
         self.max_sessions = max_sessions
         self.stats = SessionStats()
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
@@ -104,7 +105,7 @@ class SessionStore:
         if session is not None:
             self._sessions.move_to_end(name)
             return session
-        session = _Session(make_executor(self.kind, self.decay))
+        session = _Session(make_executor(self.kind, self.decay, self.open_loop_steps))
         self._sessions[name] = session
         for old in list(self._sessions):
             if len(self._sessions) <= self.max_sessions:

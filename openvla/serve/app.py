@@ -77,7 +77,12 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None, mod
     sessions = (
         None
         if config.execution == "chunk"
-        else SessionExecutors(config.execution, decay=config.ensemble_decay, max_sessions=config.max_sessions)
+        else SessionExecutors(
+            config.execution,
+            decay=config.ensemble_decay,
+            max_sessions=config.max_sessions,
+            open_loop_steps=config.open_loop_steps,
+        )
     )
     cameras = list(getattr(predictor, "cameras", None) or ["primary"])
     body_limit = max_body_bytes(config.max_image_bytes * len(cameras))  # one image per camera

@@ -115,6 +115,7 @@ class RemotePolicy:
         execution: str = "ensemble",
         ensemble_decay: float = 0.01,
         timeout: float = 60.0,
+        open_loop_steps: int = 0,
     ) -> None:
         from openvla.policy.chunking import EXECUTIONS
         from openvla.policy.sessions import SessionStore
@@ -124,7 +125,9 @@ class RemotePolicy:
         self.client = ActClient(url, timeout=timeout)
         self.unnorm_key = unnorm_key or None
         self.execution = execution
-        self.sessions = SessionStore(execution, ensemble_decay) if execution != "chunk" else None
+        self.sessions = (
+            SessionStore(execution, ensemble_decay, open_loop_steps=open_loop_steps) if execution != "chunk" else None
+        )
         self._new_episode: set[str] = set()
         self.queries = 0  # HTTP requests sent
         self._cameras: list[str] | None = None

@@ -44,8 +44,9 @@ class SessionExecutors:
     """``openvla.policy.sessions.SessionStore`` with one asyncio lock per session: requests of one session are
     served one at a time, in arrival order."""
 
-    def __init__(self, kind: str, decay: float = 0.01, max_sessions: int = 64) -> None:
-        self._store = SessionStore(kind, decay, max_sessions)  # ValueError names serve.execution / max_sessions
+    def __init__(self, kind: str, decay: float = 0.01, max_sessions: int = 64, open_loop_steps: int = 0) -> None:
+        # ValueError names serve.execution / max_sessions / open_loop_steps
+        self._store = SessionStore(kind, decay, max_sessions, open_loop_steps)
         self._locks: dict[str, asyncio.Lock] = {}
         self.kind, self.decay, self.max_sessions = kind, decay, max_sessions
 

@@ -313,7 +313,7 @@ class PickPlaceExpert:
         return bool(np.min(np.abs(qpos)) > EMPTY_FINGER)
 
     def _grasp_again(self) -> None:
-        """The fingers closed on nothing: open them where they are, then approach the grasp point again from above."""
+        """The fingers closed on nothing: open them while rising (``REOPEN``), then approach the grasp point again."""
         if self.miss is None:
             log.debug("expert: the grasp caught nothing; opening and grasping again")
         self.missed_grasps += 1

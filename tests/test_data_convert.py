@@ -287,3 +287,28 @@ def test_convert_resizes_images_when_asked(tmp_path):
     episodes = _read_rlds(tmp_path / "rlds" / "my_robot" / "1.0.0")
     assert {e["image"].shape[1:] for e in episodes.values()} == {(16, 16, 3)}
     assert {e["wrist_image"].shape[1:] for e in episodes.values()} == {(16, 16, 3)}
+
+
+def test_convert_writes_the_same_bytes_in_every_process(libero_rlds, tmp_path):
+    """Two processes converting the same raw episodes write byte-identical TFRecords (DVC then skips the stages after
+    `convert`). Without deterministic serialization the feature map's order differs per process, so one process
+    alone could not show it: the second conversion runs in a fresh interpreter."""
+    import hashlib
+    import subprocess
+    import sys
+
+    raw, rlds, _ = libero_rlds
+    out = tmp_path / "rlds"
+    script = (
+        "import sys; from pathlib import Path; from openvla.config import ConvertConfig; "
+        "from openvla.data.convert import convert_dataset; "
+        "convert_dataset(Path(sys.argv[1]), Path(sys.argv[2]), ConvertConfig(dataset_name='libero_embedded'))"
+    )
+    subprocess.run([sys.executable, "-c", script, str(raw), str(out)], check=True, capture_output=True)
+
+    def digests(directory: Path) -> dict[str, str]:
+        files = sorted(directory.glob("libero_embedded/*/*.tfrecord*"))
+        assert files, f"no TFRecord under {directory}"
+        return {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in files}
+
+    assert digests(out) == digests(rlds)

@@ -4,14 +4,19 @@
 ``download_and_prepare`` into a temporary directory and renames it to ``<data_dir>/<name>/`` only when every split
 was written (``openvla.io.atomic_directory``): a bad episode leaves no partial dataset behind. The result is a normal
 TFDS directory that ``tfds.builder_from_directory(<data_dir>/<name>/<version>)`` opens.
+
+The records are serialized deterministically (protobuf map entries sorted by key): TFDS's serializer does not ask for
+it, and the order of a ``tf.train.Example``'s feature map then differs from process to process, so the same episodes
+gave different bytes on every run and DVC reran every stage after ``convert``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +28,22 @@ from openvla.io import atomic_directory
 from openvla.tf_import import import_tfds
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def deterministic_serialization(tfds: Any) -> Iterator[None]:
+    """While active, TFDS serializes every example with ``SerializeToString(deterministic=True)``."""
+    serializer = tfds.core.example_serializer.ExampleSerializer
+    original = serializer.serialize_example
+
+    def serialize_example(self: Any, example: Any) -> bytes:
+        return self.get_tf_example(example).SerializeToString(deterministic=True)
+
+    serializer.serialize_example = serialize_example
+    try:
+        yield
+    finally:
+        serializer.serialize_example = original
 
 
 def episode_features(
@@ -139,7 +160,7 @@ def write_rlds(
             raise NotImplementedError
 
     RLDSBuilder.name = name
-    with atomic_directory(target) as tmp:
+    with atomic_directory(target) as tmp, deterministic_serialization(tfds):
         staging = tmp / "_tfds"
         try:
             builder = RLDSBuilder(data_dir=str(staging))

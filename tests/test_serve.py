@@ -332,13 +332,18 @@ def test_chunk_mode_answers_the_models_chunk_and_passes_proprio():
         assert len(predictor.calls) == 1  # refused requests never reached the model
 
 
+def _open_loop_episode(predictor: ChunkPredictor, config: ServeConfig, imgs: list[np.ndarray]) -> tuple[list, dict]:
+    """One session's actions for ``imgs`` (the first request resets it) and the server's health afterwards."""
+    with BackgroundServer(predictor, config) as srv, ActClient(srv.url) as client:
+        actions = [client.act(im, "stack the cups", session="ep", reset=(i == 0)) for i, im in enumerate(imgs)]
+        return actions, client.health()
+
+
 def test_open_loop_calls_the_model_once_per_chunk_and_answers_its_rows_in_order():
     k, n = 3, 7
     predictor = ChunkPredictor(chunk=k)
     imgs = [_image(20 + i) for i in range(n)]
-    with BackgroundServer(predictor, ServeConfig(execution="open_loop")) as srv, ActClient(srv.url) as client:
-        actions = [client.act(im, "stack the cups", session="ep", reset=(i == 0)) for i, im in enumerate(imgs)]
-        health = client.health()
+    actions, health = _open_loop_episode(predictor, ServeConfig(execution="open_loop"), imgs)
     assert len(predictor.calls) == 3  # requests 0, 3 and 6 ran the model; the others were answered from the chunk
     for i, action in enumerate(actions):
         query = imgs[i - i % k]  # the observation of the request that ran the model for this step
@@ -352,9 +357,7 @@ def test_open_loop_steps_executes_the_first_actions_of_each_chunk_then_queries_a
     k, steps, n = 3, 2, 6
     predictor = ChunkPredictor(chunk=k)
     imgs = [_image(60 + i) for i in range(n)]
-    config = ServeConfig(execution="open_loop", open_loop_steps=steps)
-    with BackgroundServer(predictor, config) as srv, ActClient(srv.url) as client:
-        actions = [client.act(im, "stack the cups", session="ep", reset=(i == 0)) for i, im in enumerate(imgs)]
+    actions, _ = _open_loop_episode(predictor, ServeConfig(execution="open_loop", open_loop_steps=steps), imgs)
     assert len(predictor.calls) == 3  # requests 0, 2 and 4 ran the model
     for i, action in enumerate(actions):
         query = imgs[i - i % steps]

@@ -357,7 +357,8 @@ def test_open_loop_steps_executes_the_first_actions_of_each_chunk_then_queries_a
     k, steps, n = 3, 2, 6
     predictor = ChunkPredictor(chunk=k)
     imgs = [_image(60 + i) for i in range(n)]
-    actions, _ = _open_loop_episode(predictor, ServeConfig(execution="open_loop", open_loop_steps=steps), imgs)
+    actions, health = _open_loop_episode(predictor, ServeConfig(execution="open_loop", open_loop_steps=steps), imgs)
+    assert (health["execution"], health["open_loop_steps"]) == ("open_loop", steps)  # a client can check it
     assert len(predictor.calls) == 3  # requests 0, 2 and 4 ran the model
     for i, action in enumerate(actions):
         query = imgs[i - i % steps]
@@ -482,3 +483,22 @@ def test_act_refuses_unknown_keys_and_lists_the_accepted_ones():
     assert response.status_code == 422
     message = response.json()["error"]
     assert "'unorm_key'" in message and all(key in message for key in ACCEPTED_KEYS)
+
+
+def test_eval_against_a_server_warns_when_its_open_loop_horizon_differs(caplog):
+    """``eval-libero --server`` reads the server's ``open_loop_steps`` from ``/health``: a server that runs 2 actions
+    per chunk does not execute what an in-process ``open_loop_steps: 0`` evaluation would, and the run says so."""
+    import logging
+
+    from openvla.config import EvalLiberoConfig
+    from openvla.eval.libero import _check_server
+    from openvla.eval.policy import PolicySpec
+
+    config = ServeConfig(execution="open_loop", open_loop_steps=2)
+    with BackgroundServer(ChunkPredictor(chunk=3), config) as srv, caplog.at_level(logging.WARNING):
+        spec = PolicySpec(kind="server", server_url=srv.url)
+        _check_server(spec, EvalLiberoConfig(execution="open_loop", open_loop_steps=0))
+        assert "serve.open_loop_steps = 2" in caplog.text
+        caplog.clear()
+        _check_server(spec, EvalLiberoConfig(execution="open_loop", open_loop_steps=2))
+        assert "open_loop_steps" not in caplog.text

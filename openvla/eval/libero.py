@@ -550,6 +550,15 @@ def _check_server(spec: PolicySpec, cfg: EvalLiberoConfig) -> None:
             "applies" if crop else "does not apply",
             cfg.center_crop,
         )
+    served = (health.get("execution"), health.get("open_loop_steps", 0))
+    if served[0] == "open_loop" and cfg.execution == "open_loop" and served[1] != cfg.open_loop_steps:
+        log.warning(
+            "the server runs %s actions of each chunk before the next query (serve.open_loop_steps = %s) but "
+            "eval_libero.open_loop_steps is %s: the server decides, so this run is not comparable with an in-process one",
+            served[1] or "all",
+            served[1],
+            cfg.open_loop_steps,
+        )
     log.info("evaluating the /act server at %s: %s", spec.server_url, health)
 
 

@@ -115,6 +115,7 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None, mod
             "proprio_dim": proprio_dim,
             "cameras": cameras,
             "execution": config.execution,
+            "open_loop_steps": config.open_loop_steps,  # open_loop: actions run per chunk before the next query
             **({"transform": predictor.transform.as_dict()} if hasattr(predictor, "transform") else {}),
             **batcher.stats.as_dict(),
             **({"sessions": len(sessions), **sessions.stats.as_dict()} if sessions is not None else {}),

@@ -223,6 +223,44 @@ def test_pretrain_resume_fingerprint_follows_the_resolved_model_config():
     assert resume_fingerprint(params, stats, config.to_dict()) != before
 
 
+def test_pretrain_resume_fingerprint_follows_the_rlds_content():
+    """New images with the same actions keep the statistics: the RLDS content must still start a new run."""
+    from openvla.config import load_params
+    from openvla.train.pretrain import resume_fingerprint
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    stats = {"libero_embedded": {"action": {"q01": [0.0]}}}
+    before = resume_fingerprint(params, stats, {}, {"libero_embedded": {"a.tfrecord": "10:aa"}})
+    assert resume_fingerprint(params, stats, {}, {"libero_embedded": {"a.tfrecord": "10:aa"}}) == before
+    assert resume_fingerprint(params, stats, {}, {"libero_embedded": {"a.tfrecord": "10:ab"}}) != before
+
+
+def test_rlds_identity_hashes_small_datasets_whole_and_samples_the_ends_of_large_ones(tmp_path, monkeypatch):
+    from openvla.data import identity
+
+    shard, info = tmp_path / "x-train.tfrecord-00000-of-00001", tmp_path / "dataset_info.json"
+    shard.write_bytes(bytes(range(256)) * 64)  # 16 KiB
+    info.write_text("{}")
+    before = identity.directory_identity(tmp_path)
+    assert set(before) == {shard.name, info.name} and before[shard.name].startswith("16384:")
+    assert identity.directory_identity(tmp_path) == before
+    middle = bytearray(shard.read_bytes())
+    middle[8000] ^= 1  # one bit in the middle, the size unchanged
+    shard.write_bytes(bytes(middle))
+    changed = identity.directory_identity(tmp_path)
+    assert changed[shard.name] != before[shard.name] and changed[info.name] == before[info.name]
+    # over FULL_HASH_BYTES only the first and last SAMPLE_BYTES of each file count (and the size)
+    monkeypatch.setattr(identity, "FULL_HASH_BYTES", 1024)
+    monkeypatch.setattr(identity, "SAMPLE_BYTES", 1024)
+    sampled = identity.directory_identity(tmp_path)
+    middle[8001] ^= 1
+    shard.write_bytes(bytes(middle))
+    assert identity.directory_identity(tmp_path) == sampled  # the middle of a large file is not read
+    middle[-1] ^= 1
+    shard.write_bytes(bytes(middle))
+    assert identity.directory_identity(tmp_path) != sampled
+
+
 def test_finetune_base_identity_changes_when_the_base_is_rewritten_in_place(tmp_path):
     """A pretrain rerun with the same config rewrites runs/pretrain/latest: same path, size and fingerprint."""
     from openvla.train.finetune import base_identity

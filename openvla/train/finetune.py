@@ -19,9 +19,10 @@ from typing import Any
 import torch
 
 from openvla.config import Params
+from openvla.data.identity import mixture_identity
 from openvla.io import atomic_directory, atomic_write_json
 from openvla.train.checkpoint import CheckpointManager, load_weights, resolve_checkpoint
-from openvla.train.data import load_registry, make_vla_loader, per_rank_batch_size, resume_skip
+from openvla.train.data import load_registry, make_vla_loader, mixture_datasets, per_rank_batch_size, resume_skip
 from openvla.train.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 from openvla.train.loop import Checkpointer, LoopConfig, fingerprint, fit
 from openvla.train.lora import adapter_state_dict, apply_lora, load_adapter_state_dict, merge_lora
@@ -106,7 +107,8 @@ def _finetune(
         torch.set_num_threads(cfg.cpu_threads)
     mixture = cfg.mixture or params.data.mixture
     load_registry(params.data)
-    statistics = load_statistics(statistics_path, mixture, "finetune.mixture" if cfg.mixture else "data.mixture")
+    mixture_key = "finetune.mixture" if cfg.mixture else "data.mixture"
+    statistics = load_statistics(statistics_path, mixture, mixture_key)
     torch.manual_seed(cfg.seed)  # same base + adapter + fresh-module init on every rank
     model, changes, fresh = load_bridged_base(base_dir, params, statistics)
     model.config.norm_stats = statistics
@@ -132,6 +134,7 @@ def _finetune(
             {
                 "recipe": recipe,
                 "mixture": mixture,
+                "rlds": mixture_identity(data_dir, mixture_datasets(mixture, mixture_key)),
                 "base": base_identity(base_dir),
                 "bridge": changes,
                 "stats": statistics,

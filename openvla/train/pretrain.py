@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from openvla.config import Params
+from openvla.data.identity import mixture_identity
 from openvla.io import atomic_write_json
 from openvla.train.checkpoint import CheckpointManager
 from openvla.train.data import load_registry, make_vla_loader, mixture_datasets, per_rank_batch_size, resume_skip
@@ -55,13 +56,17 @@ def load_statistics(path: str | Path, mixture: str, key: str = "data.mixture") -
 
 
 def resume_fingerprint(
-    params: Params, statistics: Mapping[str, Any], architecture: Mapping[str, Any] | None = None
+    params: Params,
+    statistics: Mapping[str, Any],
+    architecture: Mapping[str, Any] | None = None,
+    data_identity: Mapping[str, Any] | None = None,
 ) -> str:
     """What a checkpoint must share with this run to be resumed: the optimisation recipe, model and data.
 
     ``architecture`` is the resolved model configuration (``OpenVLAConfig.to_dict()``): a code change to a named
     configuration (a width, an init scale) must start over rather than resume a finished run of the old model,
-    because ``runs/pretrain`` persists across ``dvc repro``.
+    because ``runs/pretrain`` persists across ``dvc repro``. ``data_identity`` (``openvla.data.identity``) is the
+    RLDS content: new images with the same actions leave the statistics equal and must start over too.
     """
     cfg = params.pretrain
     recipe = {
@@ -72,9 +77,8 @@ def resume_fingerprint(
     if cfg.schedule != "constant":
         recipe["steps"] = cfg.steps  # the schedule's shape depends on the total
     arch = {k: v for k, v in (architecture or {}).items() if k not in ("norm_stats", "transformers_version")}
-    return fingerprint(
-        {"recipe": recipe, "model": vars(params.model), "data": vars(params.data), "stats": statistics, "arch": arch}
-    )
+    content = {"recipe": recipe, "model": vars(params.model), "data": vars(params.data), "stats": statistics}
+    return fingerprint({**content, "arch": arch, "rlds": dict(data_identity or {})})
 
 
 ACTION_OPTION_KEYS = ("action_head", "parallel_decoding", "action_chunk", "action_dim", "use_proprio", "proprio_dim",
@@ -142,7 +146,12 @@ def _pretrain(
         manager,
         info,
         lambda directory, state: write_hf_directory(directory, holder["model"], state, components, statistics),
-        resume_fingerprint(params, statistics, model_config.to_dict()),
+        resume_fingerprint(
+            params,
+            statistics,
+            model_config.to_dict(),
+            mixture_identity(data_dir, mixture_datasets(params.data.mixture)),
+        ),
     )
     resume_from = checkpointer.find_resume(cfg.resume == "auto")
     checkpointer.continue_tracking(run, resume_from)

@@ -11,7 +11,7 @@ from sim_fixtures import SIM_RESOLUTION, require_libero, shared_spatial_env
 
 from openvla.config import DemosConfig
 from openvla.sim import suites
-from openvla.sim.demos import attempt_seed, is_noisy
+from openvla.sim.demos import attempt_seed, is_selected
 from openvla.sim.libero_env import quat_to_axis_angle
 
 
@@ -34,9 +34,9 @@ def test_suite_table_has_openvla_max_steps():
 
 
 def test_noise_schedule_marks_exactly_the_fraction_of_attempts():
-    flags = [is_noisy(k, 0.33) for k in range(100)]
+    flags = [is_selected(k, 0.33) for k in range(100)]
     assert sum(flags) == 33
-    assert not any(is_noisy(k, 0.0) for k in range(10)) and all(is_noisy(k, 1.0) for k in range(10))
+    assert not any(is_selected(k, 0.0) for k in range(10)) and all(is_selected(k, 1.0) for k in range(10))
 
 
 def test_attempt_seeds_are_stable_and_distinct():

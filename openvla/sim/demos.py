@@ -87,8 +87,9 @@ def attempt_seed(seed: int, task_id: int, attempt: int) -> int:
     return int(np.random.SeedSequence([seed, task_id, attempt]).generate_state(1)[0])
 
 
-def is_noisy(attempt: int, fraction: float) -> bool:
-    """Exactly ``fraction`` of consecutive attempts are noisy, spread evenly."""
+def is_selected(attempt: int, fraction: float) -> bool:
+    """Exactly ``fraction`` of consecutive attempts are selected, spread evenly (the noisy ones; counted from the
+    last attempt, the deliberate misses)."""
     return math.floor((attempt + 1) * fraction) > math.floor(attempt * fraction)
 
 
@@ -137,7 +138,7 @@ def run_attempt(spec: AttemptSpec) -> AttemptResult:
     if spec.cheap_rendering:
         apply_cheap_rendering(env)
     obs = settle(env, NUM_NOOP_STEPS)
-    noisy = is_noisy(spec.attempt, spec.noise_fraction)
+    noisy = is_selected(spec.attempt, spec.noise_fraction)
     rng = np.random.default_rng([spec.seed, spec.task_id, spec.attempt, 1])
     miss = None
     offsets = expert.family.miss_offsets
@@ -217,7 +218,7 @@ def collect_task(cfg: DemosConfig, task_id: int, max_steps: int) -> tuple[list[D
             noise_fraction=cfg.noise_fraction,
             noise_std=cfg.noise_std,
             max_steps=max_steps,
-            miss=is_noisy(cfg.max_attempts - 1 - k, cfg.miss_fraction),
+            miss=is_selected(cfg.max_attempts - 1 - k, cfg.miss_fraction),
             cheap_rendering=cfg.cheap_rendering,
             init_states=cfg.init_states,
             fixed_init_limit=cfg.fixed_init_limit,

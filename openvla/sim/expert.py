@@ -289,7 +289,7 @@ class PickPlaceExpert:
         if phase.name in CARRYING and self.phase_steps > 0 and self._dropped():
             log.debug("expert: object dropped during %s; grasping it again", phase.name)
             self.regrasps += 1
-            self.phase_index, self.phase_steps, self._anchor, self._anchor_obj, self._carry_z = 0, 0, None, None, None
+            self._restart_approach()
             return self.act()
         error = self._goal(phase.name) - self.eef()
         if phase.tolerance is not None and np.linalg.norm(error) < phase.tolerance:
@@ -319,6 +319,10 @@ class PickPlaceExpert:
         self.missed_grasps += 1
         self.miss = None
         self._reopening = True
+        self._restart_approach()
+
+    def _restart_approach(self) -> None:
+        """Back to the first phase (above the grasp point) with no anchor and no carry height."""
         self.phase_index, self.phase_steps, self._anchor, self._anchor_obj, self._carry_z = 0, 0, None, None, None
 
     def _dropped(self) -> bool:

@@ -282,7 +282,10 @@ class EvalLiberoConfig:
     episodes_per_task: int = 20
     first_init_state: int = 30  # fixed initial states [first, first + episodes) — disjoint from the demos'
     resolution: int = 128  # rendered camera size (must match the demos')
-    center_crop: bool = True  # OpenVLA's 90%-area centre crop, when the model was trained with augmentation
+    # OpenVLA's 90%-area centre crop. None = what the model records (the crop iff it was trained with random-crop
+    # augmentation), so evaluation sees what training saw; true/false force it (the official checkpoints record
+    # nothing and were fine-tuned with the crop: true)
+    center_crop: bool | None = None
     execution: Literal["open_loop", "ensemble"] = "ensemble"  # how an action chunk is executed
     ensemble_decay: float = 0.01  # temporal ensembling weights exp(-decay·i), i = 0 oldest prediction (ACT: 0.01)
     open_loop_steps: int = 0  # open_loop: actions executed per chunk before the next query; 0 = all K (OFT)

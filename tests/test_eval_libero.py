@@ -522,3 +522,23 @@ def test_one_run_over_two_suites_writes_the_per_suite_table(tmp_path):
     assert len({r["seed"] for r in rows}) == 8  # every episode its own seed, also across suites
     with open(tmp_path / "plots" / "success.csv") as f:
         assert len(list(csv.DictReader(f))) == 4  # one row per (suite, task)
+
+
+def test_eval_crops_as_the_model_was_trained_unless_told_otherwise():
+    """``eval_libero.center_crop`` null (the default) follows the model's record: a model trained without crop
+    augmentation is evaluated on uncropped frames, one trained with it on the centre crop. True/false force it (the
+    official checkpoints record nothing)."""
+    from pathlib import Path
+
+    from openvla.config import load_params
+    from openvla.policy.transform import ModelTransform
+
+    default = load_params(Path(__file__).resolve().parents[1] / "params.yaml").eval_libero.center_crop
+    assert default is None and EvalLiberoConfig().center_crop is None
+    for trained_with_crop in (False, True):
+        config = SimpleNamespace(image_sizes=[64], image_augmentation=trained_with_crop)
+        assert ModelTransform.from_config(config, default).center_crop is trained_with_crop
+        assert ModelTransform.from_config(config, True).center_crop is True
+        assert ModelTransform.from_config(config, False).center_crop is False
+    official = SimpleNamespace(image_sizes=[224])  # an upstream config: no image_augmentation key
+    assert ModelTransform.from_config(official, default).center_crop is False

@@ -21,9 +21,8 @@ FULL_HASH_BYTES = 256 << 20  # datasets up to this size are hashed whole
 SAMPLE_BYTES = 1 << 20  # larger ones: this many bytes from each end of every file
 
 
-def _file_digest(path: Path, whole: bool) -> str:
+def _file_digest(path: Path, size: int, whole: bool) -> str:
     digest = hashlib.sha256()
-    size = path.stat().st_size
     with path.open("rb") as handle:
         if whole or size <= 2 * SAMPLE_BYTES:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -39,11 +38,11 @@ def directory_identity(directory: str | Path) -> dict[str, str]:
     """``{relative path: "<size>:<sha256>"}`` of every file under ``directory`` (whole-file hashes up to
     ``FULL_HASH_BYTES`` in all, sampled ones beyond)."""
     directory = Path(directory)
-    files = sorted(p for p in directory.rglob("*") if p.is_file())
-    whole = sum(p.stat().st_size for p in files) <= FULL_HASH_BYTES
+    sizes = {p: p.stat().st_size for p in sorted(directory.rglob("*")) if p.is_file()}
+    whole = sum(sizes.values()) <= FULL_HASH_BYTES
     if not whole:
         log.info("%s: over %d MiB, identified by file sizes and sampled bytes", directory, FULL_HASH_BYTES >> 20)
-    return {str(p.relative_to(directory)): f"{p.stat().st_size}:{_file_digest(p, whole)}" for p in files}
+    return {str(p.relative_to(directory)): f"{size}:{_file_digest(p, size, whole)}" for p, size in sizes.items()}
 
 
 def mixture_identity(data_dir: str | Path, names: list[str]) -> dict[str, dict[str, str]]:

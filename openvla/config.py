@@ -54,8 +54,13 @@ class DemosConfig:
     cheap_rendering: bool = True  # no anti-aliasing/shadows/reflections (~3x faster); eval_libero must match
     init_states: Literal["sampled", "fixed"] = "sampled"  # fresh placement samples, or LIBERO's fixed states
     fixed_init_limit: int = 30  # "fixed": attempts use fixed states [0, this); keep ≤ eval_libero.first_init_state
+    # Steps recorded after success while the expert finishes (opens, retreats). Evaluation stops at success, so they
+    # only show the release that success needs (a bowl set on a plate counts once it rests there, after the opening).
+    post_success_steps: int = 0
 
     def __post_init__(self) -> None:
+        if self.post_success_steps < 0:
+            raise ValueError(f"post_success_steps must be >= 0, got {self.post_success_steps}")
         if not 1 <= self.fixed_init_limit <= 50:
             raise ValueError(f"fixed_init_limit must be in [1, 50], got {self.fixed_init_limit}")
         if not 0.0 <= self.noise_fraction <= 1.0:

@@ -168,3 +168,24 @@ def test_a_bowl_is_never_missed_on_purpose(own_env_cache):
     clean, asked = run_attempt(AttemptSpec(**common)), run_attempt(AttemptSpec(**common, miss=True))
     assert clean.success and asked.success and not asked.miss and not asked.episode.attrs["miss"]
     np.testing.assert_array_equal(asked.episode.actions, clean.episode.actions)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_steps_after_success_record_the_release_and_retreat(own_env_cache):
+    """Bowl → plate succeeds a few steps into the opening; with ``post_success_steps`` the demo goes on, the same
+    up to success, while the expert finishes opening and rises, and stops when its plan is done."""
+    from openvla.sim.demos import AttemptSpec, run_attempt
+
+    common = dict(suite="libero_goal", task_id=8, attempt=0, seed=0, resolution=SIM_RESOLUTION,
+                  noise_fraction=0.0, noise_std=0.0, max_steps=200)  # fmt: skip
+    short, long = run_attempt(AttemptSpec(**common)), run_attempt(AttemptSpec(**common, post_success_steps=40))
+    assert short.success and long.success and short.episode is not None and long.episode is not None
+    n = short.steps
+    np.testing.assert_array_equal(long.episode.actions[:n], short.episode.actions)
+    extra = long.episode.actions[n:]
+    assert 5 <= len(extra) < 40  # stopped because the plan was done, not at the cap
+    assert (extra[:, 6] < 0).all()  # open throughout
+    assert extra[-3:-1, 2].min() > 0  # rising: the retreat
+    np.testing.assert_array_equal(extra[-1], [0, 0, 0, 0, 0, 0, -1])  # the plan done: still, open (a no-op frame)
+    assert len(long.episode.obs["agentview_rgb"]) == long.steps == n + len(extra)

@@ -2,7 +2,8 @@
 
 For each task, attempt ``k = 0, 1, 2, …`` samples a fresh initial state from the task's own placement sampler
 (``env.reset()`` under ``np.random.seed(SeedSequence([seed, task_id, k]))``), waits the 10 no-op steps evaluation
-waits too (not recorded), then records the expert until ``env.check_success()`` or the suite's step budget. The
+waits too (not recorded), then records the expert until ``env.check_success()`` or the suite's step budget, and
+after a success up to ``post_success_steps`` more while the expert finishes its plan (opens and retreats). The
 demos are the first ``num_demos`` successful attempts in attempt order; failed attempts are dropped and counted.
 Every attempt depends only on ``(seed, task_id, k)``, so the output is the same for any number of ``workers``.
 
@@ -67,6 +68,7 @@ class AttemptSpec:
     cheap_rendering: bool = True
     init_states: str = "sampled"  # "sampled" (fresh placement samples) or "fixed" (LIBERO's fixed states)
     fixed_init_limit: int = 30  # "fixed": attempt k uses fixed state k mod this
+    post_success_steps: int = 0  # steps recorded after success while the expert is not done
 
 
 @dataclass
@@ -150,7 +152,8 @@ def run_attempt(spec: AttemptSpec) -> AttemptResult:
     keys = ("actions", "states", "robot_states", *(f"obs/{k}" for k in _OBS_FROM_ENV))
     rec: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     success = False
-    for _ in range(spec.max_steps):
+    after = 0  # steps taken since success
+    for step in range(spec.max_steps + spec.post_success_steps):
         state = env.get_sim_state().copy()
         action = expert.act()
         if expert.label is not None:  # None: a step of a deliberate miss, not a demonstration
@@ -168,8 +171,15 @@ def run_attempt(spec: AttemptSpec) -> AttemptResult:
         if noisy and spec.noise_std > 0:
             executed[:3] = np.clip(action[:3] + rng.normal(0.0, spec.noise_std, 3), -1.0, 1.0)
         obs, _, _, _ = env.step(executed)
-        if env.check_success():
+        if success:
+            after += 1
+            if after >= spec.post_success_steps or expert.done:
+                break
+        elif env.check_success():
             success = not expert.miss_caught
+            if spec.post_success_steps == 0 or expert.done or not success:
+                break
+        elif step + 1 >= spec.max_steps:  # the budget ends without success
             break
     steps = len(rec["actions"])
     episode = None
@@ -222,6 +232,7 @@ def collect_task(cfg: DemosConfig, task_id: int, max_steps: int) -> tuple[list[D
             cheap_rendering=cfg.cheap_rendering,
             init_states=cfg.init_states,
             fixed_init_limit=cfg.fixed_init_limit,
+            post_success_steps=cfg.post_success_steps,
         )
         for k in range(cfg.max_attempts)
     ]

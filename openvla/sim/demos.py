@@ -328,6 +328,7 @@ def make_demos(cfg: DemosConfig, out_dir: str | Path, run: Any | None = None) ->
                 "noise_fraction": cfg.noise_fraction,
                 "noise_std": cfg.noise_std,
                 "miss_fraction": cfg.miss_fraction,
+                "post_success_steps": cfg.post_success_steps,
                 "seed": cfg.seed,
                 "init_states": cfg.init_states,
             }

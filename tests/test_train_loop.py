@@ -284,3 +284,55 @@ def test_loader_and_training_modules_import_without_tensorflow():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_code_identity_hashes_the_python_sources_of_the_training_packages(tmp_path):
+    from openvla.data import identity
+
+    for package in identity.TRAINING_CODE:
+        (tmp_path / package / "sub").mkdir(parents=True)
+        (tmp_path / package / "sub" / "ops.py").write_text("SCALE = 0.9\n")
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "libero.py").write_text("x = 1\n")
+    before = identity.code_identity(tmp_path)
+    assert sorted(before) == [f"{p}/sub/ops.py" for p in sorted(identity.TRAINING_CODE)]
+    (tmp_path / "data" / "sub" / "ops.cpython-311.pyc").write_bytes(b"\0")  # caches do not count
+    (tmp_path / "eval" / "libero.py").write_text("x = 2\n")  # nor code outside the training packages
+    assert identity.code_identity(tmp_path) == before
+    (tmp_path / "data" / "sub" / "ops.py").write_text("SCALE = 1.0\n")
+    after = identity.code_identity(tmp_path)
+    assert after != before and after["model/sub/ops.py"] == before["model/sub/ops.py"]
+    installed = identity.code_identity()  # the openvla package itself
+    assert {"train/pretrain.py", "data/identity.py", "model/vla.py"} <= set(installed)
+    assert not any(k.startswith("eval/") for k in installed)
+
+
+def test_a_finished_run_of_other_training_code_starts_over_and_a_killed_one_resumes(tmp_path, caplog):
+    """DVC reruns pretrain when openvla/data, model or train changed: a finished run of the old code must not be
+    found complete (the old model would be written again). A killed run resumes after a code fix, with a warning."""
+    from openvla.train.checkpoint import CheckpointManager, read_meta
+    from openvla.train.distributed import DistInfo
+    from openvla.train.loop import Checkpointer
+
+    info = DistInfo(0, 1, 0, 1, torch.device("cpu"), "gloo")
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    manager = CheckpointManager(tmp_path / "run")
+
+    def checkpointer(code: str | None) -> Checkpointer:
+        return Checkpointer(manager, info, lambda d, state: None, "fp", code_fingerprint=code)
+
+    checkpointer("old").save(50, model, optimizer, scheduler, {})
+    assert read_meta(manager.path_for(50))["code"] == "old"
+    assert checkpointer("old").find_resume(True, total_steps=100) == manager.path_for(50)
+    with caplog.at_level("WARNING"):
+        killed = checkpointer("new").find_resume(True, total_steps=100)
+    assert killed == manager.path_for(50) and "training code changed" in caplog.text  # resumed, and said so
+    checkpointer("old").save(100, model, optimizer, scheduler, {})
+    assert checkpointer("old").find_resume(True, total_steps=100) == manager.path_for(100)  # same code: kept
+    assert checkpointer(None).find_resume(True, total_steps=100) == manager.path_for(100)  # not asked: kept
+    assert checkpointer("new").find_resume(True, total_steps=100) is None  # finished with other code: start over
+    assert manager.latest() is None
+    Checkpointer(manager, info, lambda d, state: None, "fp").save(100, model, optimizer, scheduler, {})
+    assert checkpointer("new").find_resume(True, total_steps=100) is None  # finished without a code record: other

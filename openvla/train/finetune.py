@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from openvla.config import Params
-from openvla.data.identity import mixture_identity
+from openvla.data.identity import code_identity, mixture_identity
 from openvla.io import atomic_directory, atomic_write_json
 from openvla.train.checkpoint import CheckpointManager, load_weights, resolve_checkpoint
 from openvla.train.data import load_registry, make_vla_loader, mixture_datasets, per_rank_batch_size, resume_skip
@@ -142,8 +142,9 @@ def _finetune(
             }
         ),
         model_state=lambda m: adapter_state_dict(unwrap(m)),
+        code_fingerprint=fingerprint(code_identity()),
     )
-    resume_from = checkpointer.find_resume(cfg.resume == "auto")
+    resume_from = checkpointer.find_resume(cfg.resume == "auto", total_steps=cfg.steps)
     checkpointer.continue_tracking(run, resume_from)
     if resume_from is not None:
         load_adapter_state_dict(peft_model, load_adapter_weights(resume_from))

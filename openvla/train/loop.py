@@ -88,18 +88,29 @@ class Checkpointer:
         write_model: Callable[[Path, dict[str, torch.Tensor]], None],
         run_fingerprint: str,
         model_state: Callable[[nn.Module], dict[str, torch.Tensor]] = full_model_state_dict,
+        code_fingerprint: str | None = None,
     ) -> None:
         """``model_state(model)`` collects what ``write_model`` writes (default: the gathered full state dict;
-        LoRA passes the adapter weights only)."""
+        LoRA passes the adapter weights only). ``code_fingerprint`` identifies the training code (see
+        ``find_resume``); it is recorded in every checkpoint."""
         self.manager = manager
         self.info = info
         self.write_model = write_model
         self.run_fingerprint = run_fingerprint
         self.model_state = model_state
+        self.code_fingerprint = code_fingerprint
         self.extra_meta: dict[str, Any] = {}  # also written to checkpoint.json (e.g. the MLflow run id)
+        if code_fingerprint is not None:
+            self.extra_meta["code"] = code_fingerprint
 
-    def find_resume(self, resume: bool) -> Path | None:
-        """The checkpoint to resume from (decided on rank 0, broadcast), clearing one of another config."""
+    def find_resume(self, resume: bool, total_steps: int | None = None) -> Path | None:
+        """The checkpoint to resume from (decided on rank 0, broadcast), clearing one of another config.
+
+        The training code is not part of the configuration: a killed run resumes after a code fix (a logging bug must
+        not cost days of a 7B run), with a warning. A run that *finished* (its step ≥ ``total_steps``) with other
+        training code starts over: DVC reruns the stage because that code changed, and resuming would only write
+        the old model again. A checkpoint without a code record (written before the record existed) counts as other
+        code."""
         choice = None
         if self.info.is_main:
             self.manager.remove_stale_temporaries()
@@ -112,6 +123,17 @@ class Checkpointer:
                 log.warning("not resuming from %s: it was trained with another configuration; starting over",
                             latest)  # fmt: skip
                 latest = None
+            if latest is not None and self.code_fingerprint is not None:
+                meta = ckpt.read_meta(latest)
+                if meta.get("code") != self.code_fingerprint:
+                    step = int(meta.get("step", 0))
+                    if total_steps is not None and step >= total_steps:
+                        log.warning("not resuming from %s: that run finished with other training code (openvla/"
+                                    "data, model or train changed since); starting over", latest)  # fmt: skip
+                        latest = None
+                    else:
+                        log.warning("resuming from %s at step %d although the training code changed since (set "
+                                    "resume: never to start over)", latest, step)  # fmt: skip
             if latest is None and (self.manager.pointer.exists() or self.manager.root.exists()):
                 self.manager.clear()
             choice = str(latest) if latest else None

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from openvla.config import Params
-from openvla.data.identity import mixture_identity
+from openvla.data.identity import code_identity, mixture_identity
 from openvla.io import atomic_write_json
 from openvla.train.checkpoint import CheckpointManager
 from openvla.train.data import load_registry, make_vla_loader, mixture_datasets, per_rank_batch_size, resume_skip
@@ -152,8 +152,9 @@ def _pretrain(
             model_config.to_dict(),
             mixture_identity(data_dir, mixture_datasets(params.data.mixture)),
         ),
+        code_fingerprint=fingerprint(code_identity()),
     )
-    resume_from = checkpointer.find_resume(cfg.resume == "auto")
+    resume_from = checkpointer.find_resume(cfg.resume == "auto", total_steps=cfg.steps)
     checkpointer.continue_tracking(run, resume_from)
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank (each rank shards its own copy)

@@ -542,3 +542,22 @@ def test_eval_crops_as_the_model_was_trained_unless_told_otherwise():
         assert ModelTransform.from_config(config, False).center_crop is False
     official = SimpleNamespace(image_sizes=[224])  # an upstream config: no image_augmentation key
     assert ModelTransform.from_config(official, default).center_crop is False
+
+
+def test_the_metrics_record_the_crop_the_policy_applied(tmp_path):
+    """``metrics/libero.json`` says which frames the policy saw: the resolved crop, not the setting (null)."""
+    from openvla.eval.libero import _applied_center_crop
+    from openvla.model import get_model_config
+
+    for trained_with_crop in (False, True):
+        config = get_model_config("tiny")
+        config.image_augmentation = trained_with_crop
+        config.save_pretrained(tmp_path / str(trained_with_crop))
+        model = PolicySpec(kind="model", model_dir=str(tmp_path / str(trained_with_crop)))
+        assert _applied_center_crop(model, {}) is trained_with_crop
+        forced = PolicySpec(kind="model", model_dir=model.model_dir, center_crop=not trained_with_crop)
+        assert _applied_center_crop(forced, {}) is (not trained_with_crop)
+    server = PolicySpec(kind="server", server_url="http://127.0.0.1:1")
+    assert _applied_center_crop(server, {"transform": {"center_crop": True}}) is True
+    assert _applied_center_crop(server, {}) is None  # a server that does not say
+    assert _applied_center_crop(PolicySpec(kind="random"), {}) is None

@@ -441,8 +441,8 @@ def evaluate_libero(
     plots_dir = Path(plots_dir)
     if policy_spec.kind == "model" and not (Path(policy_spec.model_dir) / "config.json").is_file():
         raise FileNotFoundError(f"{policy_spec.model_dir}: no config.json; export a model first or use --policy random")
-    if policy_spec.kind == "server":
-        _check_server(policy_spec, cfg)
+    health = _check_server(policy_spec, cfg) if policy_spec.kind == "server" else {}
+    applied_crop = _applied_center_crop(policy_spec, health)
     task_ids = {suite: list(cfg.task_ids) or list(range(num_tasks(suite))) for suite in cfg.suites}
     tasks = {(suite, t): get_task(suite, t) for suite, ids in task_ids.items() for t in ids}
     episodes = [
@@ -507,7 +507,8 @@ def evaluate_libero(
         "seed": cfg.seed,
         "execution": cfg.execution,
         "open_loop_steps": cfg.open_loop_steps,
-        "center_crop": cfg.center_crop,
+        "center_crop": applied_crop,  # what the policy applied (eval_libero.center_crop null = the model's record)
+        "center_crop_setting": cfg.center_crop,
         "blind": cfg.blind,
         **({"policy_batches": batching} if batching is not None else {}),
         "suites": per_suite,
@@ -531,8 +532,23 @@ def evaluate_libero(
     return summary
 
 
-def _check_server(spec: PolicySpec, cfg: EvalLiberoConfig) -> None:
-    """Reach the server before spawning workers, and say when it will not see what an in-process run would."""
+def _applied_center_crop(spec: PolicySpec, health: dict[str, Any]) -> bool | None:
+    """Whether the policy centre-crops its frames: the model's record unless ``spec.center_crop`` forces it; a
+    server's own answer; None for a policy without a model (random) or a server that does not say."""
+    if spec.kind == "server":
+        crop = (health.get("transform") or {}).get("center_crop")
+        return None if crop is None else bool(crop)
+    if spec.kind != "model":
+        return None
+    from openvla.model import OpenVLAConfig
+    from openvla.policy.transform import ModelTransform
+
+    return ModelTransform.from_config(OpenVLAConfig.from_pretrained(spec.model_dir), spec.center_crop).center_crop
+
+
+def _check_server(spec: PolicySpec, cfg: EvalLiberoConfig) -> dict[str, Any]:
+    """Reach the server before spawning workers, and say when it will not see what an in-process run would; its
+    ``/health`` answer."""
     from openvla.serve.client import ActClient
 
     with ActClient(spec.server_url, timeout=30.0) as client:
@@ -560,6 +576,7 @@ def _check_server(spec: PolicySpec, cfg: EvalLiberoConfig) -> None:
             cfg.open_loop_steps,
         )
     log.info("evaluating the /act server at %s: %s", spec.server_url, health)
+    return health
 
 
 def policy_speed(results: list[EpisodeResult]) -> dict[str, float]:

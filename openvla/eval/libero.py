@@ -558,8 +558,8 @@ def _check_server(spec: PolicySpec, cfg: EvalLiberoConfig) -> dict[str, Any]:
             raise ConnectionError(
                 f"eval-libero --server {spec.server_url}: no /act server answers there ({err})"
             ) from err
-    crop = (health.get("transform") or {}).get("center_crop")
-    if crop is not None and cfg.center_crop is not None and bool(crop) != cfg.center_crop:
+    crop = _applied_center_crop(spec, health)
+    if crop is not None and cfg.center_crop is not None and crop != cfg.center_crop:
         log.warning(
             "the server's model %s the centre crop but eval_libero.center_crop is %s: the server decides (its model "
             "records how it was trained), so this run is not comparable with an in-process one",

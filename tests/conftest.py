@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,24 @@ def bridge_data_dir() -> Path:
 def llama2_tokenizer_path() -> Path:
     """The real Llama-2 SentencePiece model (32,000 pieces)."""
     return shared_path("llama2-tokenizer", "tokenizer.model")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def free_module_temp_dirs(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Delete the temporary folders a test module made once the module is done, unless one of its tests failed.
+
+    Why: the suite writes about 3 GB of checkpoints, exports and RLDS shards, and pytest keeps every folder until
+    the session ends. A CI machine with little free disk then fails the later modules on writes. This keeps the
+    peak at the largest single module (a few hundred MB). A failing module keeps its folders for debugging.
+    """
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    failed_before = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed_before:
+        return
+    for path in set(base.iterdir()) - before:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,10 @@ the wall time of every stage that ran — then the mean, min and max of the aver
     python bench/seeds.py                      # seeds 7 (the default's), 1, 2
     python bench/seeds.py --seeds 7 1 2 3
     python bench/seeds.py --table-only         # the table of finished `seed-<s>` experiments
+    python bench/seeds.py --set model.film=true --name film   # a candidate recipe on every seed, 7 included
+
+A candidate (``--set``, passed to every ``dvc exp run`` as ``-S``) runs every seed, the committed one too, as
+experiments ``<name>-seed-<s>``: one seed of a recipe says little (seeds of the default spread by 14 points).
 
 Run it on a quiet machine: the stages use both cores, and the stage times are part of the table.
 """
@@ -51,13 +55,24 @@ def committed_seed() -> int:
     return int(params["pretrain"]["seed"]) if params["pretrain"]["seed"] == params["finetune"]["seed"] else -1
 
 
-def run_seed(seed: int) -> dict[str, float]:
-    """Run the experiment of one seed, streaming its output; the wall seconds of every stage that ran."""
-    name = f"seed-{seed}"
-    if seed == committed_seed():
+def experiment_name(seed: int, prefix: str = "") -> str:
+    """``seed-<s>`` for the committed recipe, ``<prefix>-seed-<s>`` for a candidate."""
+    return f"{prefix}-seed-{seed}" if prefix else f"seed-{seed}"
+
+
+def run_seed(seed: int, overrides: list[str] | None = None, prefix: str = "") -> dict[str, float]:
+    """Run the experiment of one seed, streaming its output; the wall seconds of every stage that ran.
+
+    ``overrides`` (``key=value``, as ``dvc exp run -S`` takes them) make a candidate recipe: then the committed seed
+    runs too, since HEAD's metrics are not the candidate's."""
+    overrides = list(overrides or [])
+    name = experiment_name(seed, prefix)
+    if seed == committed_seed() and not overrides:
         print(f"[{name}] the committed default's seed: its results are HEAD's (`dvc repro`)", flush=True)
         return {}
     cmd = ["dvc", "exp", "run", "--temp", "-n", name, "-S", f"pretrain.seed={seed}", "-S", f"finetune.seed={seed}"]
+    for override in overrides:
+        cmd += ["-S", override]
     print(f"[{name}] {' '.join(cmd)}", flush=True)
     times: dict[str, float] = {}
     current, started = None, time.perf_counter()
@@ -95,8 +110,8 @@ def experiment_file(name: str, path: str) -> dict | None:
     return json.loads(text.stdout) if text.returncode == 0 else None
 
 
-def seed_row(seed: int) -> dict[str, object]:
-    name = f"seed-{seed}"
+def seed_row(seed: int, prefix: str = "") -> dict[str, object]:
+    name = experiment_name(seed, prefix)
     libero = experiment_file(name, "metrics/libero.json")
     bridge = experiment_file(name, "metrics/bridge.json")
     blind = experiment_file(name, "metrics/libero_blind.json")
@@ -117,8 +132,8 @@ def seed_row(seed: int) -> dict[str, object]:
     return row
 
 
-def print_table(seeds: list[int]) -> None:
-    rows = [seed_row(s) for s in seeds]
+def print_table(seeds: list[int], prefix: str = "") -> None:
+    rows = [seed_row(s, prefix) for s in seeds]
     print_rows(rows)
     rates = np.array([r["_rate"] for r in rows]) * 100
     print(f"\naverage success over {len(rows)} seeds: mean {rates.mean():.1f}%, min {rates.min():.1f}%, "
@@ -129,11 +144,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 1, 2], help="training seeds (default 7 1 2)")
     parser.add_argument("--table-only", action="store_true", help="print the table of finished experiments")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params.yaml override for every seed (repeatable): a candidate recipe")  # fmt: skip
+    parser.add_argument("--name", default="", help="experiment name prefix of a candidate (required with --set)")
     args = parser.parse_args()
+    if args.overrides and not args.name:
+        parser.error("--set needs --name: the candidate's experiments must not take the default's names")
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        parser.error(f"--set takes KEY=VALUE, got {bad}")
     if not args.table_only:
         for seed in args.seeds:
-            run_seed(seed)
-    print_table(args.seeds)
+            run_seed(seed, args.overrides, args.name)
+    print_table(args.seeds, args.name)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ class DemosConfig:
     num_demos: int = 40  # successful demos per task (failed attempts are dropped and counted)
     max_attempts: int = 80  # give up on a task after this many attempts
     resolution: int = 128  # rendered camera size; small because software rendering dominates the CPU budget
-    noise_fraction: float = 0.33  # fraction of demos whose *executed* xyz action gets Gaussian noise
+    noise_fraction: float = 0.0  # fraction of demos whose *executed* xyz action gets Gaussian noise
     noise_std: float = 0.3  # std of that noise (the clean expert action is what gets stored)
     miss_fraction: float = 0.0  # fraction of demos whose first grasp misses on purpose, then recovers (expert.py)
     seed: int = 0  # seeds the initial-state sampling and the noise; same seed → same demos

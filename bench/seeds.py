@@ -13,7 +13,7 @@ the wall time of every stage that ran — then the mean, min and max of the aver
     python bench/seeds.py --set model.film=true --name film   # a candidate recipe on every seed, 7 included
 
 A candidate (``--set``, passed to every ``dvc exp run`` as ``-S``) runs every seed, the committed one too, as
-experiments ``<name>-seed-<s>``: one seed of a recipe says little (seeds of the default spread by 14 points).
+experiments ``<name>-seed-<s>``: one seed of a recipe says little (seeds of one recipe spread by up to 40 points).
 
 Run it on a quiet machine: the stages use both cores, and the stage times are part of the table.
 """

@@ -158,6 +158,27 @@ def test_no_weight_decay_on_biases_and_1d_parameters():
     assert len(decay["params"]) + len(no_decay["params"]) == n_params
 
 
+def test_optimizer_is_multi_tensor_and_updates_exactly_as_the_per_tensor_loop():
+    """``foreach`` is only faster: every trained model (and the committed lock) stays what the loop gave."""
+    model = tf.make_toy()
+    reference = tf.make_toy()
+    reference.load_state_dict(model.state_dict())
+    initial = [p.detach().clone() for p in model.parameters()]
+    optimizer = build_optimizer(model, 1e-3, 0.1)
+    loop = torch.optim.AdamW(param_groups(reference, 0.1), lr=1e-3, weight_decay=0.1, foreach=False)
+    assert all(group["foreach"] for group in optimizer.param_groups)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        for p, q in zip(model.parameters(), reference.parameters(), strict=True):
+            p.grad = torch.randn(p.shape, generator=generator)
+            q.grad = p.grad.clone()
+        optimizer.step()
+        loop.step()
+    assert all(not torch.equal(p, p0) for p, p0 in zip(model.parameters(), initial, strict=True))
+    for p, q in zip(model.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
 def test_lr_schedules():
     assert [lr_multiplier(s, "constant", 10, 0) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
     assert [lr_multiplier(s, "cosine", 10, 2) for s in (0, 1)] == [0.5, 1.0]

@@ -32,10 +32,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over ``param_groups``, with the multi-tensor (``foreach``) implementation on every device.
+
+    On CPU torch picks the per-tensor loop: ≈ 100 ms of the tiny VLA's ≈ 600 ms step under FSDP on 2 cores.
+    ``foreach`` gives the same updates bit for bit in about half that (the embedded pretrain: 16% shorter).
+    ``fused`` is faster still but not bit-identical to the loop, so it would change every trained model. On CUDA
+    ``foreach`` is torch's own default.
+    """
     groups = param_groups(model, weight_decay)
     if not groups:
         raise ValueError("no trainable parameters: check the freeze setting (pretrain.freeze) or the LoRA targets")
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay, foreach=True)
 
 
 def lr_multiplier(step: int, schedule: Schedule, total_steps: int, warmup_steps: int) -> float:

@@ -11,3 +11,26 @@ def print_rows(rows: list[dict[str, object]]) -> None:
     print("-|-".join("-" * widths[c] for c in columns))
     for r in rows:
         print(" | ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def machine() -> str:
+    """The machine a timing was taken on, for the table's header: CPU model and clock, CPU count, load average.
+
+    Why: the same 2-core kind of machine has run 1.8× slower on one day than on another (docs/results.md,
+    2026-12-06 (fresh machine)), so a timing without its machine cannot be compared with another.
+    """
+    import os
+    import platform
+
+    model, mhz = platform.processor() or platform.machine(), ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key.strip() == "cpu MHz" and not mhz:
+                    mhz = f" @ {float(value):.0f} MHz"
+    except OSError:
+        pass
+    return f"{model}{mhz}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"

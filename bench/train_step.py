@@ -1,7 +1,9 @@
 """Training-step throughput and memory of the tiny VLA on CPU: FSDP on 1 and 2 processes, DDP on 2, no wrapper.
 
-Each configuration runs in fresh processes under torchrun (the same code path as the `pretrain` stage) on a fixed
-synthetic batch (so the data pipeline is not measured; see bench/data_pipeline.py), with the CPU threads split
+The model is the one `pretrain` trains: ``params.yaml``'s action head, chunk, proprio token, cameras and FiLM
+(``--params`` for another). Each configuration runs in fresh processes under torchrun (the same code path as the
+`pretrain` stage) on a fixed synthetic batch of that shape (so the data pipeline is not measured; see
+bench/data_pipeline.py), with the CPU threads split
 between the processes (2 threads in total by default). Prints one table row per configuration: global samples/s,
 seconds per optimizer step, peak RSS of rank 0 and of all ranks together.
 
@@ -21,31 +23,53 @@ import time
 from pathlib import Path
 from typing import Any
 
+from table import machine  # bench/table.py (bench/ is on sys.path when a bench script runs)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [("none", 1), ("fsdp", 1), ("fsdp", 2), ("ddp", 2)]
 
 
-def _batch(n: int, seed: int = 0) -> tuple[dict, Any]:
-    """A collated training batch of the tiny VLA from random frames (image, 7-D action, instruction)."""
+def _default_config(params_path: Path, proprio_dim: int = 8) -> Any:
+    """The tiny VLA as ``params.yaml`` trains it (action head, chunk, proprio, cameras, FiLM), for a 7-D dataset."""
+    from openvla.config import load_params
+    from openvla.model import get_model_config, set_action_options
+    from openvla.model.configs import action_options_of
+
+    params = load_params(params_path)
+    config = get_model_config(params.model.name)
+    quantiles = {"q01": [-1.0] * 7, "q99": [1.0] * 7}
+    statistics = {"bench": {"action": quantiles, "proprio": {"q01": [-1.0] * proprio_dim, "q99": [1.0] * proprio_dim}}}
+    set_action_options(config, **action_options_of(params), statistics=statistics)
+    return config
+
+
+def _batch(n: int, params_path: Path, seed: int = 0) -> tuple[dict, Any]:
+    """A collated training batch of the default's tiny VLA from random frames (every camera, a K-action chunk,
+    proprio, an instruction): the shapes `pretrain` trains on, without the data pipeline."""
     import numpy as np
 
-    from openvla.actions import ActionTokenizer
-    from openvla.model import get_model_config
+    from openvla.actions import ActionTokenizer, save_action_tokenizer
+    from openvla.model import image_size_of
     from openvla.train.vla import build_components
 
-    config = get_model_config("tiny")
+    config = _default_config(params_path)
+    size = image_size_of(config)
     with tempfile.TemporaryDirectory() as tmp:
-        from openvla.actions import save_action_tokenizer
-
         save_action_tokenizer(ActionTokenizer(config.base_vocab_size), tmp)
         components = build_components(config, "mistral-v1", tmp)
     rng = np.random.default_rng(seed)
     frames = [
         {
-            "observation": {"image_primary": rng.integers(0, 256, (1, 112, 112, 3), dtype=np.uint8)},
-            "action": rng.uniform(-1, 1, (1, 1, 7)).astype(np.float32),
-            "task": {"language_instruction": b"put the black bowl on the plate"},
-            "dataset_name": b"libero_embedded",
+            "observation": {
+                **{
+                    f"image_{camera}": rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+                    for camera in config.camera_roles
+                },
+                "proprio": rng.uniform(-1, 1, (1, 8)).astype(np.float32),
+            },
+            "action": rng.uniform(-1, 1, (1, config.action_chunk, 7)).astype(np.float32),
+            "task": {"language_instruction": b"put the bowl on top of the cabinet"},
+            "dataset_name": b"bench",
         }
         for _ in range(n)
     ]
@@ -58,7 +82,7 @@ def worker(args: argparse.Namespace) -> None:
 
     import torch
 
-    from openvla.model import build_vla, get_model_config
+    from openvla.model import build_vla
     from openvla.train.distributed import all_gather_objects, init_distributed, shutdown_distributed
     from openvla.train.loop import LoopConfig, fit, peak_rss_mb
     from openvla.train.optim import build_optimizer, build_scheduler
@@ -67,9 +91,9 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads_per_rank)
     info = init_distributed("cpu")
-    batch, components = _batch(args.batch // info.world_size, seed=info.rank)
+    batch, components = _batch(args.batch // info.world_size, Path(args.params), seed=info.rank)
     torch.manual_seed(0)
-    model = build_vla(get_model_config("tiny"), attn_implementation="sdpa")
+    model = build_vla(_default_config(Path(args.params)), attn_implementation="sdpa")
     freeze_unused_parameters(model)
     model = wrap_model(model, args.strategy, info, wrap_classes=wrap_classes_of(model))
     optimizer = build_optimizer(model, 1e-4, 0.0)
@@ -103,7 +127,8 @@ def run_config(strategy: str, nproc: int, args: argparse.Namespace) -> dict:
     threads = max(1, args.threads // nproc)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            str(Path(__file__).resolve()), "--worker", "--strategy", strategy, "--batch", str(args.batch), "--steps",
-           str(args.steps), "--warmup", str(args.warmup), "--threads-per-rank", str(threads), "--out", out]  # fmt: skip
+           str(args.steps), "--warmup", str(args.warmup), "--threads-per-rank", str(threads), "--out", out,
+           "--params", str(Path(args.params).resolve())]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO_ROOT), OPENVLA_LOG_LEVEL="WARNING")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -120,6 +145,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads in total, split across processes")
     parser.add_argument("--only", default="", help="comma list like fsdp:2,ddp:2 (default: all)")
+    parser.add_argument("--params", default=str(REPO_ROOT / "params.yaml"), help="model options from this params.yaml")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--strategy", default="fsdp", help=argparse.SUPPRESS)
     parser.add_argument("--threads-per-rank", type=int, default=1, help=argparse.SUPPRESS)
@@ -131,9 +157,8 @@ def main() -> None:
     configs = CONFIGS
     if args.only:
         configs = [(s, int(n)) for s, n in (item.split(":") for item in args.only.split(","))]
-    load = os.getloadavg()[0]
-    print(f"tiny VLA training step, CPU, global batch {args.batch}, {args.threads} threads in total, "
-          f"{args.steps} timed steps (load average at start {load:.1f} on {os.cpu_count()} CPUs)")  # fmt: skip
+    print(f"tiny VLA training step ({args.params}'s model options), global batch {args.batch}, {args.threads} "
+          f"threads in total, {args.steps} timed steps; {machine()}")  # fmt: skip
     header = f"{'strategy':<8} {'procs':>5} {'thr/proc':>8} {'samples/s':>10} {'s/step':>8} {'RSS rank0 MB':>13} {'RSS all MB':>11}"
     print(header)
     print("-" * len(header))

@@ -29,7 +29,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [("none", 1), ("fsdp", 1), ("fsdp", 2), ("ddp", 2)]
 
 
-def _default_config(params_path: Path, proprio_dim: int = 8) -> Any:
+PROPRIO_DIM = 8  # LIBERO's proprio (eef position, axis-angle, two finger joints)
+
+
+def _default_config(params_path: Path) -> Any:
     """The tiny VLA as ``params.yaml`` trains it (action head, chunk, proprio, cameras, FiLM), for a 7-D dataset."""
     from openvla.config import load_params
     from openvla.model import get_model_config, set_action_options
@@ -38,7 +41,8 @@ def _default_config(params_path: Path, proprio_dim: int = 8) -> Any:
     params = load_params(params_path)
     config = get_model_config(params.model.name)
     quantiles = {"q01": [-1.0] * 7, "q99": [1.0] * 7}
-    statistics = {"bench": {"action": quantiles, "proprio": {"q01": [-1.0] * proprio_dim, "q99": [1.0] * proprio_dim}}}
+    proprio = {"q01": [-1.0] * PROPRIO_DIM, "q99": [1.0] * PROPRIO_DIM}
+    statistics = {"bench": {"action": quantiles, "proprio": proprio}}
     set_action_options(config, **action_options_of(params), statistics=statistics)
     return config
 
@@ -49,6 +53,7 @@ def _batch(n: int, params_path: Path, seed: int = 0) -> tuple[dict, Any]:
     import numpy as np
 
     from openvla.actions import ActionTokenizer, save_action_tokenizer
+    from openvla.config import load_params
     from openvla.model import image_size_of
     from openvla.train.vla import build_components
 
@@ -56,7 +61,7 @@ def _batch(n: int, params_path: Path, seed: int = 0) -> tuple[dict, Any]:
     size = image_size_of(config)
     with tempfile.TemporaryDirectory() as tmp:
         save_action_tokenizer(ActionTokenizer(config.base_vocab_size), tmp)
-        components = build_components(config, "mistral-v1", tmp)
+        components = build_components(config, load_params(params_path).model.tokenizer, tmp)
     rng = np.random.default_rng(seed)
     frames = [
         {
@@ -65,7 +70,7 @@ def _batch(n: int, params_path: Path, seed: int = 0) -> tuple[dict, Any]:
                     f"image_{camera}": rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
                     for camera in config.camera_roles
                 },
-                "proprio": rng.uniform(-1, 1, (1, 8)).astype(np.float32),
+                "proprio": rng.uniform(-1, 1, (1, PROPRIO_DIM)).astype(np.float32),
             },
             "action": rng.uniform(-1, 1, (1, config.action_chunk, 7)).astype(np.float32),
             "task": {"language_instruction": b"put the bowl on top of the cabinet"},

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import yaml
-from table import print_rows  # bench/table.py (bench/ is on sys.path when a bench script runs)
+from table import machine, print_rows  # bench/table.py (bench/ is on sys.path when a bench script runs)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OUT_ROOT = REPO_ROOT / "runs" / "ablation"
@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("variants", nargs="+", help="name:key=value,... (see above)")
     parser.add_argument("--table-only", action="store_true", help="print the table of finished variants")
     args = parser.parse_args()
+    print(f"machine: {machine()}", flush=True)
     parsed = [parse_variant(v) for v in args.variants]
     if not args.table_only:
         for name, overrides in parsed:

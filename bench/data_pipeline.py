@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+from table import machine  # bench/table.py (bench/ is on sys.path when a bench script runs)
 
 from openvla.logging_utils import setup_logging
 
@@ -72,6 +73,7 @@ def main() -> None:
     parser.add_argument("--shuffle-buffer", type=int, default=2000)
     parser.add_argument("--num-parallel-calls", type=int, default=2)
     args = parser.parse_args()
+    print(f"machine: {machine()}", flush=True)
     setup_logging("WARNING")
 
     from openvla.config import ConvertConfig

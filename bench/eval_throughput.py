@@ -22,7 +22,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from table import print_rows  # bench/table.py (bench/ is on sys.path when a bench script runs)
+from table import machine, print_rows  # bench/table.py (bench/ is on sys.path when a bench script runs)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, nargs="*", default=None, help="task ids (default: eval_libero's)")
     parser.add_argument("--workers", type=int, default=0, help="simulator processes (default: eval_libero's)")
     args = parser.parse_args()
+    print(f"machine: {machine()}", flush=True)
     logging.basicConfig(level=logging.WARNING)
     print_rows([run_setting(s, args) for s in args.settings])
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from table import machine  # bench/table.py (bench/ is on sys.path when a bench script runs)
 
 from openvla.model.configs import get_model_config
 from openvla.model.image_processing import PrismaticImageProcessor
@@ -196,6 +197,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=8, help="K of the chunk variants; 0: skip the chunk table")
     parser.add_argument("--chunk-calls", type=int, default=30, help="timed calls per chunk variant (after 3 warm-up)")
     args = parser.parse_args()
+    print(f"machine: {machine()}", flush=True)
 
     torch.set_num_threads(args.threads)
     tokenizer = load_text_tokenizer("mistral-v1")

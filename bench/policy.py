@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from table import machine  # bench/table.py (bench/ is on sys.path when a bench script runs)
 
 from openvla.hf.processing import PrismaticProcessor
 from openvla.model import build_vla, get_model_config, set_action_options
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=60)
     parser.add_argument("--frame", type=int, default=128, help="raw camera frame size (LIBERO renders 128 px here)")
     args = parser.parse_args()
+    print(f"machine: {machine()}", flush=True)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (args.frame, args.frame, 3), dtype=np.uint8) for _ in range(8)]

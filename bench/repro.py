@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import yaml
+from table import machine  # bench/table.py (bench/ is on sys.path when a bench script runs)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--stages", nargs="*", help="stages to run (default: all of dvc.yaml, in order)")
     parser.add_argument("--keep", action="store_true", help="keep the clone (its path is printed)")
     args = parser.parse_args()
+    print(f"machine: {machine()}", flush=True)
 
     venv = REPO_ROOT / ".venv"
     if not (venv / "bin" / "dvc").is_file():

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from table import print_rows  # bench/table.py (bench/ is on sys.path when a bench script runs)
+from table import machine, print_rows  # bench/table.py (bench/ is on sys.path when a bench script runs)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TIMED_STAGES = (
@@ -148,6 +148,7 @@ def main() -> None:
                         help="a params.yaml override for every seed (repeatable): a candidate recipe")  # fmt: skip
     parser.add_argument("--name", default="", help="experiment name prefix of a candidate (required with --set)")
     args = parser.parse_args()
+    print(f"machine: {machine()}", flush=True)
     if args.overrides and not args.name:
         parser.error("--set needs --name: the candidate's experiments must not take the default's names")
     bad = [o for o in args.overrides if "=" not in o]

@@ -20,6 +20,7 @@ import time
 import httpx
 import numpy as np
 import torch
+from table import machine  # bench/table.py (bench/ is on sys.path when a bench script runs)
 
 from openvla.config import ServeConfig
 from openvla.hf.processing import PrismaticProcessor
@@ -92,6 +93,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--batch-wait-ms", type=float, default=2.0)
     args = parser.parse_args()
+    print(f"machine: {machine()}", flush=True)
     torch.set_num_threads(args.threads)
 
     predictor = tiny_predictor()

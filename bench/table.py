@@ -22,15 +22,14 @@ def machine() -> str:
     import os
     import platform
 
-    model, mhz = platform.processor() or platform.machine(), ""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and model in ("", platform.machine(), platform.processor()):
-                    model = value.strip()
-                elif key.strip() == "cpu MHz" and not mhz:
-                    mhz = f" @ {float(value):.0f} MHz"
+                fields.setdefault(key.strip(), value.strip())  # the first CPU's
     except OSError:
         pass
-    return f"{model}{mhz}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    clock = f" @ {float(fields['cpu MHz']):.0f} MHz" if "cpu MHz" in fields else ""
+    return f"{model}{clock}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"

@@ -32,8 +32,9 @@ CONFIGS = [("none", 1), ("fsdp", 1), ("fsdp", 2), ("ddp", 2)]
 PROPRIO_DIM = 8  # LIBERO's proprio (eef position, axis-angle, two finger joints)
 
 
-def _default_config(params_path: Path) -> Any:
-    """The tiny VLA as ``params.yaml`` trains it (action head, chunk, proprio, cameras, FiLM), for a 7-D dataset."""
+def _default_config(params_path: Path) -> tuple[Any, str]:
+    """The tiny VLA as ``params.yaml`` trains it (action head, chunk, proprio, cameras, FiLM), for a 7-D dataset,
+    and its text tokenizer's name."""
     from openvla.config import load_params
     from openvla.model import get_model_config, set_action_options
     from openvla.model.configs import action_options_of
@@ -44,24 +45,22 @@ def _default_config(params_path: Path) -> Any:
     proprio = {"q01": [-1.0] * PROPRIO_DIM, "q99": [1.0] * PROPRIO_DIM}
     statistics = {"bench": {"action": quantiles, "proprio": proprio}}
     set_action_options(config, **action_options_of(params), statistics=statistics)
-    return config
+    return config, params.model.tokenizer
 
 
-def _batch(n: int, params_path: Path, seed: int = 0) -> tuple[dict, Any]:
+def _batch(n: int, config: Any, tokenizer: str, seed: int = 0) -> tuple[dict, Any]:
     """A collated training batch of the default's tiny VLA from random frames (every camera, a K-action chunk,
     proprio, an instruction): the shapes `pretrain` trains on, without the data pipeline."""
     import numpy as np
 
     from openvla.actions import ActionTokenizer, save_action_tokenizer
-    from openvla.config import load_params
     from openvla.model import image_size_of
     from openvla.train.vla import build_components
 
-    config = _default_config(params_path)
     size = image_size_of(config)
     with tempfile.TemporaryDirectory() as tmp:
         save_action_tokenizer(ActionTokenizer(config.base_vocab_size), tmp)
-        components = build_components(config, load_params(params_path).model.tokenizer, tmp)
+        components = build_components(config, tokenizer, tmp)
     rng = np.random.default_rng(seed)
     frames = [
         {
@@ -96,9 +95,10 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads_per_rank)
     info = init_distributed("cpu")
-    batch, components = _batch(args.batch // info.world_size, Path(args.params), seed=info.rank)
+    config, tokenizer = _default_config(Path(args.params))
+    batch, components = _batch(args.batch // info.world_size, config, tokenizer, seed=info.rank)
     torch.manual_seed(0)
-    model = build_vla(_default_config(Path(args.params)), attn_implementation="sdpa")
+    model = build_vla(config, attn_implementation="sdpa")
     freeze_unused_parameters(model)
     model = wrap_model(model, args.strategy, info, wrap_classes=wrap_classes_of(model))
     optimizer = build_optimizer(model, 1e-4, 0.0)

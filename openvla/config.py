@@ -48,6 +48,10 @@ class DemosConfig:
     noise_fraction: float = 0.0  # fraction of demos whose *executed* xyz action gets Gaussian noise
     noise_std: float = 0.3  # std of that noise (the clean expert action is what gets stored)
     miss_fraction: float = 0.0  # fraction of demos whose first grasp misses on purpose, then recovers (expert.py)
+    # Fraction of demos that start with the hand displaced (moved there unrecorded, openvla/sim/demos.py): partway
+    # to the approach point and up to displaced_range metres beside it in x and y, as a policy's first chunk leaves it
+    displaced_fraction: float = 0.0
+    displaced_range: float = 0.04
     seed: int = 0  # seeds the initial-state sampling and the noise; same seed → same demos
     workers: int = 2  # simulator processes
     max_steps: int = 0  # step budget of one attempt; 0 = the suite's evaluation budget (220 for libero_spatial)
@@ -67,6 +71,10 @@ class DemosConfig:
             raise ValueError(f"noise_fraction must be in [0, 1], got {self.noise_fraction}")
         if not 0.0 <= self.miss_fraction <= 1.0:
             raise ValueError(f"miss_fraction must be in [0, 1], got {self.miss_fraction}")
+        if not 0.0 <= self.displaced_fraction <= 1.0:
+            raise ValueError(f"displaced_fraction must be in [0, 1], got {self.displaced_fraction}")
+        if not 0.0 <= self.displaced_range <= 0.2:
+            raise ValueError(f"displaced_range must be in [0, 0.2] metres, got {self.displaced_range}")
         if self.num_demos < 1 or self.max_attempts < self.num_demos:
             raise ValueError(f"need 1 ≤ num_demos ≤ max_attempts, got {self.num_demos} and {self.max_attempts}")
 

@@ -136,3 +136,46 @@ def test_fixed_initial_states_mode_starts_attempts_from_libero_states_below_the_
         )
         assert result.steps == 3 and not result.success and result.episode is None
         np.testing.assert_allclose(result.init_state[1:], fixed[index][1:], atol=1e-9)  # [0] is the sim time
+
+
+def test_displaced_point_is_partway_to_the_approach_point_then_beside_the_path():
+    from openvla.sim.expert import displaced_point
+
+    start, approach = np.array([-0.2, 0.0, 1.18]), np.array([-0.2, -0.05, 1.14])
+    np.testing.assert_allclose(displaced_point(start, approach, 0.0, np.zeros(2)), start)
+    np.testing.assert_allclose(displaced_point(start, approach, 1.0, np.zeros(2)), approach)
+    point = displaced_point(start, approach, 0.5, np.array([0.03, -0.01]))
+    np.testing.assert_allclose(point, [-0.17, -0.035, 1.16])  # halfway, then 3 cm in x and -1 cm in y, same height
+
+
+@pytest.mark.sim
+def test_displace_hand_moves_the_open_hand_unrecorded_to_its_point(spatial_env):
+    from openvla.sim.demos import DISPLACE_TOLERANCE, displace_hand
+    from openvla.sim.expert import PickPlaceExpert, displaced_point
+    from openvla.sim.libero_env import get_task, init_states, reset_to_state, settle
+
+    reset_to_state(spatial_env, init_states(get_task("libero_spatial", 0))[0], layout_seed=0)
+    settle(spatial_env, suites.NUM_NOOP_STEPS)
+    expert = PickPlaceExpert(spatial_env)
+    start, approach = expert.eef(), expert.approach_point()
+    draws = np.random.default_rng(5)
+    goal = displaced_point(start, approach, draws.uniform(0.0, 1.0), draws.uniform(-0.04, 0.04, 2))
+    obs = displace_hand(spatial_env, expert, np.random.default_rng(5), 0.04)
+    assert obs is not None and np.linalg.norm(goal - start) > 0.03  # it had somewhere to go
+    assert np.linalg.norm(expert.eef() - goal) < DISPLACE_TOLERANCE
+    assert np.min(np.abs(obs["robot0_gripper_qpos"])) > 0.03  # the fingers stayed open (≈ 0.04 each)
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_a_displaced_attempt_starts_off_the_clean_path_and_still_succeeds(spatial_env):
+    from openvla.sim.demos import AttemptSpec, run_attempt
+
+    spec = dict(suite="libero_spatial", task_id=0, seed=0, resolution=SIM_RESOLUTION, noise_fraction=0.0,
+                noise_std=0.0, max_steps=220, attempt=0)  # fmt: skip
+    clean, displaced = run_attempt(AttemptSpec(**spec)), run_attempt(AttemptSpec(**spec, displaced=True))
+    assert clean.success and displaced.success
+    assert displaced.episode.attrs["displaced"] and "displaced" not in clean.episode.attrs
+    first = [r.episode.obs["ee_states"][0, :3] for r in (clean, displaced)]
+    assert np.linalg.norm(first[1] - first[0]) > 0.01  # the demo starts where the unrecorded move left the hand
+    np.testing.assert_array_equal(clean.init_state, displaced.init_state)  # one scene, two starts

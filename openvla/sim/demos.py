@@ -28,6 +28,12 @@ wine bottle). Its first grasp closes the fingers beside the object, finds nothin
 again. Only the steps from the empty grasp on are recorded (the expert's ``label`` is None before): the demo shows
 the recovery from a grasp that caught nothing, the policies' most common failure on the wine bottle, and never the
 miss. A miss whose fingers caught the object after all is dropped like a failed attempt.
+
+Displaced starts: attempt ``k`` is displaced when the rule holds for ``displaced_fraction``. After the no-op steps
+the open hand first moves, unrecorded, to a random point a uniform fraction of the way to the expert's approach
+point (12 cm above the grasp point) and up to ``displaced_range`` beside it in x and y; the demo starts there, with
+the expert's plan from that state. A policy's first action chunk leaves the hand short of and beside where the
+expert's would (bench/grasp_offsets.py); clean demos never pass there, so the policy never saw how to go on from it.
 """
 
 from __future__ import annotations
@@ -69,6 +75,8 @@ class AttemptSpec:
     init_states: str = "sampled"  # "sampled" (fresh placement samples) or "fixed" (LIBERO's fixed states)
     fixed_init_limit: int = 30  # "fixed": attempt k uses fixed state k mod this
     post_success_steps: int = 0  # steps recorded after success while the expert is not done
+    displaced: bool = False  # the demo starts with the hand displaced (see the module docstring)
+    displaced_range: float = 0.04  # metres beside the approach path, in x and y
 
 
 @dataclass
@@ -148,6 +156,11 @@ def run_attempt(spec: AttemptSpec) -> AttemptResult:
         pick = np.random.default_rng([spec.seed, spec.task_id, spec.attempt, 2]).integers(len(offsets))
         miss = np.asarray(offsets[int(pick)])
     expert.reset(miss=miss)
+    if spec.displaced:
+        displaced_obs = displace_hand(env, expert, np.random.default_rng([spec.seed, spec.task_id, spec.attempt, 3]),
+                                      spec.displaced_range)  # fmt: skip
+        obs = displaced_obs if displaced_obs is not None else obs
+        expert.reset(miss=miss)  # a fresh plan from where the hand now is
 
     keys = ("actions", "states", "robot_states", *(f"obs/{k}" for k in _OBS_FROM_ENV))
     rec: dict[str, list[np.ndarray]] = {k: [] for k in keys}
@@ -190,11 +203,36 @@ def run_attempt(spec: AttemptSpec) -> AttemptResult:
             robot_states=np.stack(rec["robot_states"]),
             obs={k: np.stack(rec[f"obs/{k}"]) for k in _OBS_FROM_ENV},
             success=True,
-            attrs={"attempt": spec.attempt, "noisy": noisy, "miss": miss is not None, "init_state": init_state},
+            attrs={
+                "attempt": spec.attempt,
+                "noisy": noisy,
+                "miss": miss is not None,
+                "init_state": init_state,
+                **({"displaced": True} if spec.displaced else {}),  # only then: the default's files stay as they were
+            },
         )
     seconds = time.perf_counter() - start
     miss_made = miss is not None
     return AttemptResult(spec.task_id, spec.attempt, success, steps, noisy, seconds, miss_made, episode, init_state)
+
+
+DISPLACE_MAX_STEPS = 30  # steps the unrecorded move to a displaced start may take
+DISPLACE_TOLERANCE = 0.01  # metres
+
+
+def displace_hand(env: Any, expert: Any, rng: np.random.Generator, reach: float) -> dict[str, Any] | None:
+    """Move the open hand, unrecorded, to a random ``displaced_point``: a uniform fraction of the way to the approach
+    point and up to ``reach`` beside it in x and y. Returns the last observation (None if the hand did not move)."""
+    from openvla.sim.expert import OPEN, displaced_point, move_action
+
+    goal = displaced_point(expert.eef(), expert.approach_point(), rng.uniform(0.0, 1.0), rng.uniform(-reach, reach, 2))
+    obs = None
+    for _ in range(DISPLACE_MAX_STEPS):
+        error = goal - expert.eef()
+        if np.linalg.norm(error) < DISPLACE_TOLERANCE:
+            break
+        obs, _, _, _ = env.step(move_action(error, OPEN))
+    return obs
 
 
 _OBS_FROM_ENV = ("agentview_rgb", "eye_in_hand_rgb", "ee_states", "gripper_states", "joint_states")
@@ -233,6 +271,8 @@ def collect_task(cfg: DemosConfig, task_id: int, max_steps: int) -> tuple[list[D
             init_states=cfg.init_states,
             fixed_init_limit=cfg.fixed_init_limit,
             post_success_steps=cfg.post_success_steps,
+            displaced=is_selected(k, cfg.displaced_fraction),
+            displaced_range=cfg.displaced_range,
         )
         for k in range(cfg.max_attempts)
     ]
@@ -272,6 +312,7 @@ def collect_task(cfg: DemosConfig, task_id: int, max_steps: int) -> tuple[list[D
         "expert_success_rate": len(episodes) / max(attempts, 1),
         "noisy_demos": int(sum(bool(ep.attrs["noisy"]) for ep in episodes)),
         "miss_demos": int(sum(bool(ep.attrs["miss"]) for ep in episodes)),
+        "displaced_demos": int(sum(bool(ep.attrs.get("displaced", False)) for ep in episodes)),
         "steps_median": float(np.median(steps)) if steps else 0.0,
         "steps_max": int(max(steps)) if steps else 0,
     }
@@ -332,6 +373,8 @@ def make_demos(cfg: DemosConfig, out_dir: str | Path, run: Any | None = None) ->
                 "seed": cfg.seed,
                 "init_states": cfg.init_states,
             }
+            if cfg.displaced_fraction > 0:  # recorded only when used: files made without it stay byte-identical
+                env_args.update(displaced_fraction=cfg.displaced_fraction, displaced_range=cfg.displaced_range)
             write_libero_hdf5(tmp / f"{task.name}_demo.hdf5", episodes, problem_info=problem_info, env_args=env_args)
             summary["tasks"][str(task_id)] = stats
             total_demos += stats["demos"]

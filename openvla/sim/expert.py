@@ -110,6 +110,21 @@ def _up(height: float) -> np.ndarray:
     return np.array([0.0, 0.0, height])
 
 
+def move_action(error: np.ndarray, gripper: float) -> np.ndarray:
+    """The expert's action (7,) towards a position ``error`` (goal − gripper, m) away: proportional, saturated."""
+    action = np.zeros(7)
+    action[:3] = np.clip(np.asarray(error) / MAX_DELTA * GAIN, -1.0, 1.0)
+    action[6] = gripper
+    return action
+
+
+def displaced_point(start: np.ndarray, approach: np.ndarray, along: float, beside: np.ndarray) -> np.ndarray:
+    """A hand position a policy's first chunk may leave: ``along`` (0–1) of the way from ``start`` to the approach
+    point, then ``beside`` (x, y metres) off that path in the table plane."""
+    start, approach = np.asarray(start, dtype=np.float64), np.asarray(approach, dtype=np.float64)
+    return start + along * (approach - start) + np.array([beside[0], beside[1], 0.0])
+
+
 def object_family(name: str) -> str:
     """``akita_black_bowl_1`` → ``akita_black_bowl`` (LIBERO numbers object instances)."""
     return re.sub(r"_\d+$", "", name)
@@ -180,6 +195,10 @@ class PickPlaceExpert:
 
     def obj_pos(self) -> np.ndarray:
         return self.body_pos(self.obj)
+
+    def approach_point(self) -> np.ndarray:
+        """Where the first phase takes the hand: ``APPROACH`` above the grasp point (after ``reset``)."""
+        return self.obj_pos() + self.offset + _up(APPROACH)
 
     def release_point(self) -> np.ndarray:
         """Where the object's body origin should be when the gripper opens (from the live target pose)."""
@@ -295,8 +314,7 @@ class PickPlaceExpert:
         if phase.tolerance is not None and np.linalg.norm(error) < phase.tolerance:
             self._next_phase()
             return self.act()
-        action[:3] = np.clip(error / MAX_DELTA * GAIN, -1.0, 1.0)
-        action[6] = phase.gripper
+        action = move_action(error, phase.gripper)
         self.label = None if self.miss is not None else action
         self.phase_steps += 1
         if self.phase_steps >= phase.max_steps:

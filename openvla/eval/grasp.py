@@ -35,15 +35,14 @@ def first_grasp(env: Any, init_state: np.ndarray, actions: np.ndarray, *, layout
     """
     from openvla.eval.libero import camera_switch, libero_gripper
     from openvla.sim.expert import PickPlaceExpert
-    from openvla.sim.libero_env import reset_to_state
-    from openvla.sim.suites import NOOP_ACTION, NUM_NOOP_STEPS
+    from openvla.sim.libero_env import reset_to_state, settle
+    from openvla.sim.suites import NUM_NOOP_STEPS
 
     switch = camera_switch(env)
     switch.render = False
     try:
         reset_to_state(env, init_state, layout_seed)
-        for _ in range(NUM_NOOP_STEPS):
-            env.step(NOOP_ACTION.copy())
+        settle(env, NUM_NOOP_STEPS)  # the no-op steps every episode starts with
         expert = PickPlaceExpert(env)  # its grasp offset for this scene
         start = expert.obj_pos()
         step, offset, top = -1, np.full(3, np.nan), start[2]

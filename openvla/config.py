@@ -52,6 +52,9 @@ class DemosConfig:
     # to the approach point and up to displaced_range metres beside it in x and y, as a policy's first chunk leaves it
     displaced_fraction: float = 0.0
     displaced_range: float = 0.04
+    # The expert's proportional gain while it brings the open hand to the grasp point (openvla/sim/expert.py); 1.5 =
+    # its gain everywhere. Lower: a slower, longer approach whose actions are proportional to the remaining offset.
+    approach_gain: float = 1.5
     seed: int = 0  # seeds the initial-state sampling and the noise; same seed → same demos
     workers: int = 2  # simulator processes
     max_steps: int = 0  # step budget of one attempt; 0 = the suite's evaluation budget (220 for libero_spatial)
@@ -75,6 +78,8 @@ class DemosConfig:
             raise ValueError(f"displaced_fraction must be in [0, 1], got {self.displaced_fraction}")
         if not 0.0 <= self.displaced_range <= 0.2:
             raise ValueError(f"displaced_range must be in [0, 0.2] metres, got {self.displaced_range}")
+        if not 0.1 <= self.approach_gain <= 5.0:
+            raise ValueError(f"approach_gain must be in [0.1, 5], got {self.approach_gain}")
         if self.num_demos < 1 or self.max_attempts < self.num_demos:
             raise ValueError(f"need 1 ≤ num_demos ≤ max_attempts, got {self.num_demos} and {self.max_attempts}")
 

@@ -148,6 +148,33 @@ def test_displaced_point_is_partway_to_the_approach_point_then_beside_the_path()
     np.testing.assert_allclose(point, [-0.17, -0.035, 1.16])  # halfway, then 3 cm in x and -1 cm in y, same height
 
 
+def test_move_action_is_proportional_to_the_offset_with_the_given_gain_then_saturates():
+    from openvla.sim.expert import CLOSE, GAIN, move_action
+
+    action = move_action(np.array([0.01, -0.02, 0.2]), CLOSE)
+    np.testing.assert_allclose(action, [0.01 / 0.05 * GAIN, -0.02 / 0.05 * GAIN, 1.0, 0, 0, 0, CLOSE])
+    slow = move_action(np.array([0.01, -0.02, 0.2]), CLOSE, gain=0.5)
+    np.testing.assert_allclose(slow[:3], [0.1, -0.2, 1.0])  # 2 cm away: -0.2 at gain 0.5, -0.6 at 1.5
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_a_lower_approach_gain_closes_later_and_still_succeeds(spatial_env):
+    from openvla.sim.demos import AttemptSpec, run_attempt
+
+    spec = dict(suite="libero_spatial", task_id=0, seed=0, resolution=SIM_RESOLUTION, noise_fraction=0.0,
+                noise_std=0.0, max_steps=220, attempt=0)  # fmt: skip
+    fast, slow = run_attempt(AttemptSpec(**spec)), run_attempt(AttemptSpec(**spec, approach_gain=0.5))
+    assert fast.success and slow.success
+    first_close = [int(np.argmax(r.episode.actions[:, 6] > 0)) for r in (fast, slow)]
+    assert first_close[1] >= first_close[0] + 5, first_close  # more frames before the grasp
+    saturated = [
+        np.mean(np.abs(r.episode.actions[:c, :3]) > 0.99) for r, c in zip((fast, slow), first_close, strict=True)
+    ]
+    assert saturated[1] < saturated[0], saturated  # more of them proportional to the remaining offset
+    np.testing.assert_array_equal(fast.init_state, slow.init_state)
+
+
 @pytest.mark.sim
 def test_displace_hand_moves_the_open_hand_unrecorded_to_its_point(spatial_env):
     from openvla.sim.demos import DISPLACE_TOLERANCE, displace_hand

@@ -52,6 +52,7 @@ from tqdm import tqdm
 
 from openvla.config import DemosConfig
 from openvla.io import atomic_directory
+from openvla.sim.expert import GAIN
 from openvla.sim.hdf5 import DemoEpisode, write_libero_hdf5
 from openvla.sim.suites import CAMERAS, NUM_NOOP_STEPS
 
@@ -77,6 +78,7 @@ class AttemptSpec:
     post_success_steps: int = 0  # steps recorded after success while the expert is not done
     displaced: bool = False  # the demo starts with the hand displaced (see the module docstring)
     displaced_range: float = 0.04  # metres beside the approach path, in x and y
+    approach_gain: float = GAIN  # the expert's gain before the grasp (expert.APPROACH_PHASES)
 
 
 @dataclass
@@ -130,6 +132,7 @@ def run_attempt(spec: AttemptSpec) -> AttemptResult:
 
     start = time.perf_counter()
     env, expert = _env_for(spec)
+    expert.approach_gain = spec.approach_gain  # the cached expert serves every attempt of this task
     if spec.init_states == "fixed":
         from openvla.sim.libero_env import get_task, init_states, reset_to_state
 
@@ -273,6 +276,7 @@ def collect_task(cfg: DemosConfig, task_id: int, max_steps: int) -> tuple[list[D
             post_success_steps=cfg.post_success_steps,
             displaced=is_selected(k, cfg.displaced_fraction),
             displaced_range=cfg.displaced_range,
+            approach_gain=cfg.approach_gain,
         )
         for k in range(cfg.max_attempts)
     ]
@@ -375,6 +379,8 @@ def make_demos(cfg: DemosConfig, out_dir: str | Path, run: Any | None = None) ->
             }
             if cfg.displaced_fraction > 0:  # recorded only when used: files made without it stay byte-identical
                 env_args.update(displaced_fraction=cfg.displaced_fraction, displaced_range=cfg.displaced_range)
+            if cfg.approach_gain != GAIN:  # likewise
+                env_args.update(approach_gain=cfg.approach_gain)
             write_libero_hdf5(tmp / f"{task.name}_demo.hdf5", episodes, problem_info=problem_info, env_args=env_args)
             summary["tasks"][str(task_id)] = stats
             total_demos += stats["demos"]

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 MAX_DELTA = 0.05  # metres per step at |a| = 1 (OSC_POSE default output scale)
 GAIN = 1.5  # proportional gain on the normalized position error
+# The phases that bring the open hand to the grasp point. ``PickPlaceExpert(approach_gain=...)`` slows only these: at
+# GAIN the wine bottle's approach takes ~14 steps (two 8-action chunks of a policy), mostly at the ±1 limit.
+APPROACH_PHASES = ("above", "descend")
 OPEN, CLOSE = -1.0, 1.0
 
 
@@ -110,10 +113,10 @@ def _up(height: float) -> np.ndarray:
     return np.array([0.0, 0.0, height])
 
 
-def move_action(error: np.ndarray, gripper: float) -> np.ndarray:
+def move_action(error: np.ndarray, gripper: float, gain: float = GAIN) -> np.ndarray:
     """The expert's action (7,) towards a position ``error`` (goal − gripper, m) away: proportional, saturated."""
     action = np.zeros(7)
-    action[:3] = np.clip(np.asarray(error) / MAX_DELTA * GAIN, -1.0, 1.0)
+    action[:3] = np.clip(np.asarray(error) / MAX_DELTA * gain, -1.0, 1.0)
     action[6] = gripper
     return action
 
@@ -175,10 +178,15 @@ def pick_place_goal(env: Any) -> tuple[str, str]:
 
 
 class PickPlaceExpert:
-    """Closed-loop scripted expert for one episode; call ``reset()`` after each env reset, then ``act()``."""
+    """Closed-loop scripted expert for one episode; call ``reset()`` after each env reset, then ``act()``.
 
-    def __init__(self, env: Any) -> None:
+    ``approach_gain`` replaces ``GAIN`` in the ``APPROACH_PHASES``: lower, the hand slows down sooner before the grasp
+    point, so a demo holds more frames whose action is proportional to the remaining offset (not saturated at ±1).
+    """
+
+    def __init__(self, env: Any, approach_gain: float = GAIN) -> None:
         self.env = env
+        self.approach_gain = approach_gain
         self.sim = env.env.sim
         self.obj, self.target = pick_place_goal(env)
         self.family = FAMILIES[object_family(self.obj)]
@@ -314,7 +322,8 @@ class PickPlaceExpert:
         if phase.tolerance is not None and np.linalg.norm(error) < phase.tolerance:
             self._next_phase()
             return self.act()
-        action = move_action(error, phase.gripper)
+        gain = self.approach_gain if phase.name in APPROACH_PHASES else GAIN
+        action = move_action(error, phase.gripper, gain)
         self.label = None if self.miss is not None else action
         self.phase_steps += 1
         if self.phase_steps >= phase.max_steps:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import tempfile
 from pathlib import Path
 
@@ -29,8 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def run_setting(setting: str, args: argparse.Namespace) -> dict[str, object]:
     from openvla.config import load_params
-    from openvla.eval.libero import evaluate_libero
-    from openvla.eval.policy import PolicySpec
+    from openvla.eval.libero import evaluate_libero, policy_spec
 
     execution, _, batch = setting.partition("+")
     cfg = load_params(args.params).eval_libero
@@ -44,9 +42,7 @@ def run_setting(setting: str, args: argparse.Namespace) -> dict[str, object]:
     if args.workers:
         overrides["workers"] = args.workers
     cfg = dataclasses.replace(cfg, **overrides)
-    spec = PolicySpec(kind="model", model_dir=str(args.model_dir), unnorm_key=cfg.unnorm_key,
-                      center_crop=cfg.center_crop, execution=cfg.execution, ensemble_decay=cfg.ensemble_decay,
-                      threads=max(1, (os.cpu_count() or 1) // max(cfg.workers, 1)))  # as the stage  # fmt: skip
+    spec = policy_spec(cfg, model_dir=str(args.model_dir))  # as the stage builds it
     with tempfile.TemporaryDirectory() as tmp:
         m = evaluate_libero(cfg, spec, plots_dir=Path(tmp) / "plots")
     return {

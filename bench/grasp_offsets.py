@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -41,18 +40,14 @@ def main() -> None:
 
     from openvla.config import load_params
     from openvla.eval.grasp import first_grasp, tracking_slopes
-    from openvla.eval.libero import EpisodeRunner, EpisodeSpec
-    from openvla.eval.policy import PolicySpec
+    from openvla.eval.libero import EpisodeRunner, EpisodeSpec, policy_spec
     from openvla.sim.libero_env import get_task, init_states, make_env
     from openvla.tf_import import import_tensorflow
 
     cfg = load_params(args.params).eval_libero
     cfg = dataclasses.replace(cfg, suites=["libero_goal"], task_ids=[args.task], videos=0, batch_queries=False,
                               episodes_per_task=args.episodes or cfg.episodes_per_task)  # fmt: skip
-    spec = PolicySpec(kind="model", model_dir=str(args.model_dir), unnorm_key=cfg.unnorm_key,
-                      center_crop=cfg.center_crop, execution=cfg.execution, ensemble_decay=cfg.ensemble_decay,
-                      open_loop_steps=cfg.open_loop_steps,
-                      threads=max(1, (os.cpu_count() or 1) // max(cfg.workers, 1)))  # as the stage  # fmt: skip
+    spec = policy_spec(cfg, model_dir=str(args.model_dir))  # as the stage builds it
     states = range(cfg.first_init_state, cfg.first_init_state + cfg.episodes_per_task)
     with EpisodeRunner(cfg, spec) as runner:
         results = sorted(runner.run([EpisodeSpec("libero_goal", args.task, i) for i in states]),

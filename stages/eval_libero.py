@@ -13,7 +13,6 @@ share a machine or a Python environment).
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -49,8 +48,7 @@ def main(
     ),
 ) -> None:
     """Evaluate a policy in LIBERO (section `eval_libero` of params.yaml)."""
-    from openvla.eval.libero import evaluate_libero
-    from openvla.eval.policy import PolicySpec
+    from openvla.eval.libero import evaluate_libero, policy_spec
     from stages.common import stage
 
     if policy not in ("model", "random"):
@@ -76,17 +74,11 @@ def main(
 
     with stage("eval-libero", params, metrics=metrics, extra_params=extra) as s:
         cfg = dataclasses.replace(s.cfg, **overrides)
-        spec = PolicySpec(
+        spec = policy_spec(
+            cfg,
             kind=kind,
             model_dir=str(model_dir),
             server_url=server,
-            unnorm_key=cfg.unnorm_key,
-            center_crop=cfg.center_crop,
-            execution=cfg.execution,
-            ensemble_decay=cfg.ensemble_decay,
-            open_loop_steps=cfg.open_loop_steps,
             stats_path=str(stats) if kind == "random" and stats.is_file() else "",
-            seed=cfg.seed,
-            threads=max(1, (os.cpu_count() or 1) // max(cfg.workers, 1)),
         )
         s.summary = evaluate_libero(cfg, spec, plots_dir=plots_dir, run=s.run)

@@ -4,6 +4,7 @@ intervals, the policies, and short closed-loop episodes in the real simulator (`
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -12,7 +13,7 @@ import pytest
 from sim_fixtures import SIM_RESOLUTION, shared_spatial_env
 
 from openvla.config import EvalLiberoConfig
-from openvla.eval.libero import LIBERO_CAMERA, libero_gripper
+from openvla.eval.libero import LIBERO_CAMERA, libero_gripper, policy_spec
 from openvla.eval.metrics import success_summary, wilson_interval
 from openvla.eval.policy import PolicySpec, RandomPolicy, build_policy
 from openvla.policy.chunking import OpenLoopExecutor, TemporalEnsembleExecutor, ensemble_weights, make_executor
@@ -28,6 +29,17 @@ def prepare_image(raw: np.ndarray, size: int, center_crop: bool) -> np.ndarray:
 @pytest.fixture
 def spatial_env():
     return shared_spatial_env()
+
+
+def test_policy_spec_carries_every_policy_setting_of_the_evaluation(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    cfg = EvalLiberoConfig(execution="open_loop", open_loop_steps=4, ensemble_decay=0.2, center_crop=False,
+                           unnorm_key="libero_embedded", seed=5, workers=2)  # fmt: skip
+    spec = policy_spec(cfg, model_dir="models/m-hf")
+    assert spec == PolicySpec(kind="model", model_dir="models/m-hf", unnorm_key="libero_embedded", center_crop=False,
+                              execution="open_loop", ensemble_decay=0.2, open_loop_steps=4, seed=5, threads=4)  # fmt: skip
+    random = policy_spec(dataclasses.replace(cfg, workers=16), kind="random", stats_path="stats.json")
+    assert (random.kind, random.stats_path, random.threads) == ("random", "stats.json", 1)  # at least one thread
 
 
 # --- image pipeline -------------------------------------------------------------------------------------------------

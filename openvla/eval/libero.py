@@ -24,12 +24,13 @@ import dataclasses
 import functools
 import logging
 import multiprocessing as mp
+import os
 import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -248,6 +249,31 @@ def replay_episode(
 
 # --- worker side ------------------------------------------------------------------------------------------------
 _WORKER: dict[str, Any] = {}
+
+
+def policy_spec(
+    cfg: EvalLiberoConfig,
+    *,
+    kind: Literal["model", "server", "random"] = "model",
+    model_dir: str = "",
+    server_url: str = "",
+    stats_path: str = "",
+) -> PolicySpec:
+    """The ``PolicySpec`` an evaluation with ``cfg`` gives its workers. The stage and every bench script build it
+    here, so a diagnostic runs the policy exactly as ``eval-libero`` does (execution, crop, threads per worker)."""
+    return PolicySpec(
+        kind=kind,
+        model_dir=model_dir,
+        server_url=server_url,
+        unnorm_key=cfg.unnorm_key,
+        center_crop=cfg.center_crop,
+        execution=cfg.execution,
+        ensemble_decay=cfg.ensemble_decay,
+        open_loop_steps=cfg.open_loop_steps,
+        stats_path=stats_path,
+        seed=cfg.seed,
+        threads=max(1, (os.cpu_count() or 1) // max(cfg.workers, 1)),  # the workers share the cores
+    )
 
 
 def _worker_state(cfg: EvalLiberoConfig, spec: PolicySpec) -> dict[str, Any]:

@@ -144,8 +144,14 @@ class DataConfig:
     registry_file: str = ""  # optional Python file calling register_dataset()/register_mixture() (your own robot data)
     # camera roles fed to the model, in order (OFT: [primary, wrist]); each image goes through the same vision backbone
     cameras: list[str] = field(default_factory=lambda: ["primary"])
+    # training only: each episode's first start_steps frames appear start_weight times per pass (0 / 1 = as recorded)
+    start_steps: int = 0
+    start_weight: int = 1
 
     def __post_init__(self) -> None:
+        if self.start_steps < 0 or self.start_weight < 1:
+            raise ValueError(f"start_steps must be ≥ 0 and start_weight ≥ 1 (1 = no repeat), got {self.start_steps} "
+                             f"and {self.start_weight}")  # fmt: skip
         unknown = [c for c in self.cameras if c not in CAMERA_ROLES]
         if not self.cameras or unknown or len(set(self.cameras)) != len(self.cameras):
             raise ValueError(

@@ -58,6 +58,7 @@ def test_unknown_section_is_named():
         ("bins", "scheme", "gaussian", "expected one of 'uniform' | 'quantile'"),
         ("demos", "task_ids", 3, "expected a list"),
         ("demos", "task_ids", [0, "one"], r"demos\.task_ids\[1\]: expected an integer"),
+        ("data", "start_weight", 0, "start_weight ≥ 1"),
     ],
 )
 def test_wrong_types_are_rejected_with_the_dotted_key(section, key, value, expected):

@@ -101,6 +101,20 @@ def test_convert_writes_rotated_images_and_raw_actions_value_by_value(libero_rld
             assert got["instruction"] == {INSTRUCTION}
 
 
+def test_training_stream_repeats_each_episodes_first_steps(libero_rlds):
+    from openvla.data import compute_dataset_statistics, make_dataset
+
+    _, rlds, _ = libero_rlds
+    stats = {"libero_embedded": compute_dataset_statistics(rlds, "libero_embedded")}
+    common = dict(statistics=stats, train=True, image_size=SIZE, shuffle_buffer=0, image_augmentation=False, seed=0,
+                  num_parallel_calls=1, num_parallel_reads=1)  # fmt: skip
+    ds = make_dataset(rlds, "libero_embedded", start_steps=2, start_weight=3, **common)
+    steps = [int(f["observation"]["timestep"][0]) for f in ds.take(9).as_numpy_iterator()]
+    assert steps == [0, 0, 0, 1, 1, 1, 2, 3, 4]
+    plain = make_dataset(rlds, "libero_embedded", **common)
+    assert [int(f["observation"]["timestep"][0]) for f in plain.take(5).as_numpy_iterator()] == [0, 1, 2, 3, 4]
+
+
 def test_converted_libero_loads_through_make_dataset_normalized_with_gripper_flipped(libero_rlds):
     from openvla.data import compute_dataset_statistics, make_dataset
 

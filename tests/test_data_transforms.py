@@ -176,6 +176,25 @@ def test_subsample_keeps_ordered_random_steps_of_long_episodes(tf):
     np.testing.assert_array_equal(subsample(traj, 20)["action"].numpy()[:, 0], np.arange(10))
 
 
+def test_repeat_first_steps_repeats_an_episodes_opening_in_place(tf):
+    from openvla.data.traj_transforms import repeat_first_steps
+
+    traj = {
+        "action": tf.reshape(tf.range(5, dtype=tf.float32), [5, 1]),
+        "observation": {"timestep": tf.range(5)},
+        "task": {"language_instruction": tf.constant([b"go"] * 5)},
+    }
+    out = repeat_first_steps(traj, steps=2, weight=3)
+    np.testing.assert_array_equal(out["action"].numpy()[:, 0], [0, 0, 0, 1, 1, 1, 2, 3, 4])
+    np.testing.assert_array_equal(out["observation"]["timestep"].numpy(), [0, 0, 0, 1, 1, 1, 2, 3, 4])
+    assert out["task"]["language_instruction"].shape == (9,)
+    # an episode shorter than `steps` repeats all of it; weight 1 is the identity
+    np.testing.assert_array_equal(repeat_first_steps(traj, 9, 2)["action"].numpy()[:, 0], np.repeat(np.arange(5), 2))
+    np.testing.assert_array_equal(repeat_first_steps(traj, 3, 1)["action"].numpy()[:, 0], np.arange(5))
+    with pytest.raises(ValueError, match="weight"):
+        repeat_first_steps(traj, 2, 0)
+
+
 @pytest.mark.parametrize(
     ("episodes", "val", "train"),
     [(40, "train[95%:]", "train[:95%]"), (4, "train[-1:]", "train[:-1]"), (1, "train[95%:]", "train[:95%]")],

@@ -183,6 +183,8 @@ def _episode_pipeline(
     seed: int,
     cameras: Sequence[str],
     subsample_length: int | None,
+    start_steps: int = 0,
+    start_weight: int = 1,
 ) -> DLataset:
     ds = standardized_trajectories(
         data_dir,
@@ -209,6 +211,8 @@ def _episode_pipeline(
     ds = ds.traj_map(lambda traj: tt.chunk_window(traj, window_size, chunk), num_parallel_calls)
     if train and subsample_length:
         ds = ds.traj_map(lambda traj: tt.subsample(traj, subsample_length, seed), num_parallel_calls)
+    if train and start_steps and start_weight > 1:
+        ds = ds.traj_map(lambda traj: tt.repeat_first_steps(traj, start_steps, start_weight), num_parallel_calls)
     if train:
         ds = ds.repeat()
     frames = ds.flatten(num_parallel_calls)
@@ -264,6 +268,8 @@ def make_dataset(
     load_camera_views: Sequence[str] = ("primary",),
     subsample_length: int | None = None,
     skip_frames: int = 0,
+    start_steps: int = 0,
+    start_weight: int = 1,
 ):
     """Frames of a mixture (a registered mixture/dataset name or ``[(dataset, weight)]``) as ``tf.data.Dataset``.
 
@@ -279,6 +285,9 @@ def make_dataset(
     read, transformed per episode and pass through the shuffle buffer, but their images are never decoded: the
     skip sits before the frame transforms. Episode transforms with stateful randomness (``goal_relabeling``,
     ``subsample_length``) are not reproducible under parallel calls; exact resume needs them off.
+
+    ``start_steps``/``start_weight`` (training only): each episode's first ``start_steps`` frames appear
+    ``start_weight`` times per pass (``traj_transforms.repeat_first_steps``); the defaults 0/1 leave the stream as is.
     """
     if skip_frames < 0:
         raise ValueError(f"skip_frames must be ≥ 0, got {skip_frames}")
@@ -321,6 +330,8 @@ def make_dataset(
             seed=seed + i,
             cameras=load_camera_views,
             subsample_length=subsample_length,
+            start_steps=start_steps,
+            start_weight=start_weight,
         ).dataset
         for i, name in enumerate(names)
     ]

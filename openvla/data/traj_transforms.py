@@ -92,6 +92,23 @@ def chunk_window(traj: dict, window_size: int = 1, chunk: int = 1) -> dict:
     return traj
 
 
+def repeat_first_steps(traj: dict, steps: int, weight: int) -> dict:
+    """Every one of the first ``steps`` steps ``weight`` times, in place (the rest once), so that a pass over the
+    data trains on an episode's opening ``weight`` times as often.
+
+    Why: the first actions of a demo decide where the hand goes (the grasp), yet they are a few frames out of ~90,
+    and on them the scene is the same for every task of a suite: only the instruction tells them apart. A policy
+    that fits later frames can still answer its first query with the mean opening of all tasks.
+    """
+    tf = import_tensorflow()
+    if steps < 0 or weight < 1:
+        raise ValueError(f"steps must be ≥ 0 and weight ≥ 1, got {steps} and {weight}")
+    length = tf.shape(traj["action"])[0]
+    repeats = tf.where(tf.range(length) < steps, weight, 1)
+    index = tf.repeat(tf.range(length), repeats)
+    return tf.nest.map_structure(lambda x: tf.gather(x, index), traj)
+
+
 def subsample(traj: dict, length: int, seed: int | None = None) -> dict:
     """Keep ``length`` random steps (in order) of trajectories longer than ``length``."""
     tf = import_tensorflow()

@@ -88,6 +88,8 @@ def make_vla_loader(
         num_parallel_calls=data_cfg.num_parallel_calls,
         num_parallel_reads=data_cfg.num_parallel_reads,
         skip_frames=skip_frames,
+        start_steps=data_cfg.start_steps,
+        start_weight=data_cfg.start_weight,
         load_camera_views=tuple(getattr(transform, "cameras", data_cfg.cameras)),  # what the model reads
     )
     if skip_frames:

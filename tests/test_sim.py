@@ -104,7 +104,9 @@ def test_short_demos_run_writes_a_valid_libero_hdf5(spatial_env, tmp_path):
         data = f["data"]
         info = json.loads(data.attrs["problem_info"])
         assert info["language_instruction"].startswith("pick up the black bowl")
-        json.loads(data.attrs["env_args"])
+        env_args = json.loads(data.attrs["env_args"])
+        bddl = "libero_spatial/pick_up_the_black_bowl_between_the_plate_and_the_ramekin_and_place_it_on_the_plate.bddl"
+        assert env_args["env_kwargs"]["bddl_file_name"] == bddl  # relative: no checkout path in the file's bytes
         demo = data["demo_0"]
         t = int(demo.attrs["num_samples"])
         assert bool(demo.attrs["success"]) and data.attrs["total"] == t and 30 < t <= 220

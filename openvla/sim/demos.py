@@ -335,7 +335,7 @@ def min_distance_to_states(episodes: list[DemoEpisode], fixed_states: np.ndarray
 
 def make_demos(cfg: DemosConfig, out_dir: str | Path, run: Any | None = None) -> dict[str, Any]:
     """Write ``out_dir/<task_name>_demo.hdf5`` for every task of ``cfg`` atomically; return the summary metrics."""
-    from openvla.sim.libero_env import env_kwargs, get_task, init_states
+    from openvla.sim.libero_env import env_kwargs, get_task, init_states, recorded_bddl_file
 
     start = time.perf_counter()
     summary: dict[str, Any] = {"suite": cfg.suite, "tasks": {}}
@@ -368,7 +368,11 @@ def make_demos(cfg: DemosConfig, out_dir: str | Path, run: Any | None = None) ->
             env_args = {
                 "type": 1,  # robomimic's robosuite env type, as in LIBERO's files
                 "env_name": task.name,
-                "env_kwargs": {**env_kwargs(task, cfg.resolution, CAMERAS), "controller": "OSC_POSE"},
+                "env_kwargs": {
+                    **env_kwargs(task, cfg.resolution, CAMERAS),
+                    "bddl_file_name": recorded_bddl_file(task),  # relative: the same bytes in any checkout
+                    "controller": "OSC_POSE",
+                },
                 "cheap_rendering": cfg.cheap_rendering,
                 "noise_fraction": cfg.noise_fraction,
                 "noise_std": cfg.noise_std,

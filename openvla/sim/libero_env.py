@@ -91,6 +91,15 @@ def init_states(task: LiberoTask) -> np.ndarray:
     return np.asarray(_benchmark(task.suite).get_task_init_states(task.task_id), dtype=np.float64)
 
 
+def recorded_bddl_file(task: LiberoTask) -> str:
+    """The task's BDDL file as demos record it: ``<suite folder>/<file>`` under LIBERO's ``bddl_files``.
+
+    Not the absolute path ``make_env`` opens: that names the checkout's ``.venv``, and the demo files' bytes (their
+    DVC hash) would then depend on where the repository was cloned.
+    """
+    return "/".join(Path(task.bddl_file).parts[-2:])
+
+
 def env_kwargs(task: LiberoTask, resolution: int, cameras: tuple[str, ...] = ("agentview",)) -> dict[str, Any]:
     """Keyword arguments of LIBERO's ``OffScreenRenderEnv`` (also recorded as the demos' ``env_args``)."""
     unknown = [c for c in cameras if c not in CAMERAS]

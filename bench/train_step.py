@@ -5,7 +5,9 @@ The model is the one `pretrain` trains: ``params.yaml``'s action head, chunk, pr
 `pretrain` stage) on a fixed synthetic batch of that shape (so the data pipeline is not measured; see
 bench/data_pipeline.py), with the CPU threads split
 between the processes (2 threads in total by default). Prints one table row per configuration: global samples/s,
-seconds per optimizer step, peak RSS of rank 0 and of all ranks together.
+seconds per optimizer step, peak RSS of rank 0 and of all ranks together. The ``fsdp 1`` row is FSDP itself; the
+`pretrain` stage trains ``strategy: fsdp`` on one fp32 process as the plain module (the ``none`` row), which
+gives the same parameters (``openvla.train.strategy.effective_strategy``).
 
     python bench/train_step.py                 # global batch 8, 2 warm-up + 6 timed steps, 2 threads in total
     python bench/train_step.py --batch 16 --steps 10 --threads 4

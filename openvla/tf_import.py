@@ -55,8 +55,8 @@ def limit_tensorflow_threads(threads: int = 1) -> bool:
     An inference process uses TensorFlow for one small op per camera frame (the training resize) between torch
     calls. With TensorFlow's default pools (one thread per core) its idle threads spin while torch computes, and
     on a 2-core machine a 3 ms resize followed by a 0.4 ms processor call took 130 ms (measured 2026-12-05, loaded
-    machine); with one thread, 12 ms. The resize gives the same pixels with any thread count. Training processes
-    (the tf.data pipeline) do not call this.
+    machine); with one thread, 12 ms. The resize gives the same pixels with any thread count. Training on the
+    CPU calls it too (``openvla.train.data.quiet_tensorflow_pools_for_cpu_training``).
     """
     tf = import_tensorflow()
     try:

@@ -3,6 +3,7 @@ complete or invisible, a SIGKILLed run resumes to the same parameters, schedules
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -147,6 +148,39 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
     got = (torch.rand(3), __import__("numpy").random.rand(), __import__("random").random())
     torch.testing.assert_close(got[0], expected[0])
     assert got[1:] == expected[1:]
+
+
+def test_seed_rng_makes_every_checkpointed_generator_repeat():
+    """Two trainings with the same seed store the same RNG states, so their checkpoints are byte-identical."""
+    import random
+
+    import numpy as np
+
+    def draw_after(seed: int) -> tuple:
+        ckpt.seed_rng(seed)
+        state = ckpt.capture_rng()
+        return state, (torch.rand(2).tolist(), float(np.random.rand()), random.random())
+
+    (state_a, draws_a), (state_b, draws_b) = draw_after(11), draw_after(11)
+    assert state_a["python"] == state_b["python"] and torch.equal(state_a["torch"], state_b["torch"])
+    assert torch.equal(state_a["numpy"][1], state_b["numpy"][1]) and draws_a == draws_b
+    assert draw_after(12)[1][1:] != draws_a[1:]  # Python's and NumPy's draws follow the seed
+
+
+def test_fsdp_on_one_fp32_process_trains_the_plain_module_to_the_same_parameters(tmp_path, one_process):
+    from openvla.train.strategy import effective_strategy
+
+    assert effective_strategy("fsdp", one_process) == "none"
+    assert effective_strategy("fsdp", one_process, "bf16") == "fsdp"  # FSDP's bf16 policy is not autocast's
+    assert effective_strategy("ddp", one_process) == "ddp"
+    two_ranks = dataclasses.replace(one_process, world_size=2, local_world_size=2)
+    assert effective_strategy("fsdp", two_ranks) == "fsdp"
+    tf.run_toy(tmp_path / "fsdp", 4, one_process, strategy="fsdp")
+    tf.run_toy(tmp_path / "plain", 4, one_process, strategy="none")
+    fsdp, plain = _final_state(tmp_path / "fsdp"), _final_state(tmp_path / "plain")
+    assert fsdp.keys() == plain.keys()
+    assert all(torch.equal(fsdp[k], plain[k]) for k in fsdp), "one-process FSDP and the plain module diverged"
+    assert not torch.equal(fsdp["head.weight"], tf.make_toy().state_dict()["head.weight"])  # it trained
 
 
 def test_no_weight_decay_on_biases_and_1d_parameters():

@@ -128,6 +128,18 @@ class CheckpointManager:
 # ------------------------------------------------------------------------------------------------------------
 # RNG state (stored per rank; loadable with torch.load(weights_only=True))
 # ------------------------------------------------------------------------------------------------------------
+def seed_rng(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators.
+
+    Training draws its randomness from torch (and tf.data from its own seeds), but every checkpoint stores all three
+    states (``capture_rng``): left unseeded, Python's and NumPy's differ between two runs of the same training, and
+    so does every checkpoint's ``trainer_state.pt``, with the run directory's hash.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 def capture_rng() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {

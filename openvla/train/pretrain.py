@@ -20,13 +20,13 @@ import torch
 from openvla.config import Params
 from openvla.data.identity import code_identity, mixture_identity
 from openvla.io import atomic_write_json
-from openvla.train.checkpoint import CheckpointManager
+from openvla.train.checkpoint import CheckpointManager, seed_rng
 from openvla.train.data import load_registry, make_vla_loader, mixture_datasets, per_rank_batch_size, resume_skip
 from openvla.train.distributed import DistInfo, init_distributed, shutdown_distributed
 from openvla.train.loop import Checkpointer, LoopConfig, fingerprint, fit
 from openvla.train.metrics import MetricsRecorder, keep_run_summary
 from openvla.train.optim import apply_freeze, build_optimizer, build_scheduler
-from openvla.train.strategy import resolve_precision, unwrap, wrap_model
+from openvla.train.strategy import effective_strategy, resolve_precision, unwrap, wrap_model
 from openvla.train.validation import Validator
 from openvla.train.vla import (
     STATISTICS_FILE,
@@ -165,7 +165,7 @@ def _pretrain(
     else:
         model = build_vla(model_config, attn_implementation=params.model.attn_implementation)
     model.config.norm_stats = statistics
-    torch.manual_seed(cfg.seed + 1 + info.rank)  # per-rank randomness from here on (dropout, sampling)
+    seed_rng(cfg.seed + 1 + info.rank)  # per-rank randomness from here on (dropout, sampling)
     apply_freeze(model, cfg.freeze)
     frozen_unused = freeze_unused_parameters(model)
     counts = {
@@ -173,10 +173,13 @@ def _pretrain(
         "total_params": sum(p.numel() for p in model.parameters()),
     }
     wrap = wrap_classes_of(model)
-    model = wrap_model(model, cfg.strategy, info, wrap_classes=wrap, precision=cfg.mixed_precision,
+    strategy = effective_strategy(cfg.strategy, info, cfg.mixed_precision)
+    if strategy != cfg.strategy:
+        log.info("%s on one process in fp32 shards nothing: training the plain module (same updates)", cfg.strategy)
+    model = wrap_model(model, strategy, info, wrap_classes=wrap, precision=cfg.mixed_precision,
                        activation_checkpointing=cfg.activation_checkpointing)  # fmt: skip
     holder["model"] = unwrap(model)
-    autocast = cfg.strategy != "fsdp" and resolve_precision(cfg.mixed_precision, info.device) == "bf16"
+    autocast = strategy != "fsdp" and resolve_precision(cfg.mixed_precision, info.device) == "bf16"
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.steps, cfg.warmup_steps)
     restored = checkpointer.restore(resume_from, model, optimizer, scheduler) if resume_from else {}
@@ -242,6 +245,7 @@ def _pretrain(
             "resumed_from_step": start,
             "world_size": info.world_size,
             "strategy": cfg.strategy,
+            "strategy_used": strategy,
             "frozen_unused_tensors": frozen_unused,
             **counts,
         }

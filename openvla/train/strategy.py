@@ -54,6 +54,19 @@ def _fsdp_mesh(info: DistInfo) -> Any:
     return init_device_mesh(device_type, (info.world_size,), mesh_dim_names=("shard",))
 
 
+def effective_strategy(strategy: Strategy, info: DistInfo, precision: Precision = "auto") -> Strategy:
+    """The strategy to run: ``strategy``, except FSDP on a single process in fp32, which runs the plain module.
+
+    One rank shards nothing and fp32 casts nothing, so FSDP there only routes every parameter op through DTensor:
+    the embedded pretrain's step took 0.35 s under it against 0.30 s plain (2-core CPU), with the same parameters
+    bit for bit after 110 steps. bf16 keeps FSDP on one process too: its mixed-precision policy (bf16 compute,
+    fp32 master weights) is not what autocast on a plain module computes.
+    """
+    if strategy == "fsdp" and info.world_size == 1 and resolve_precision(precision, info.device) == "fp32":
+        return "none"
+    return strategy
+
+
 def wrap_model(
     model: nn.Module,
     strategy: Strategy,

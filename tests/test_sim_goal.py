@@ -83,6 +83,22 @@ def test_libero_under_agrees_with_our_region_test():
             assert bool(site.under(pos, mat, point)) == in_region(point, pos, mat, size)
 
 
+def test_lower_ends_once_the_hand_has_come_to_rest(monkeypatch):
+    """The rest rule of `lower`: millimetres per step keep lowering; SETTLED_STEPS steps that together move less than
+    SETTLED_MOVE end it. No simulator: the expert's hand positions are fed in."""
+    from openvla.sim.expert import SETTLED_MOVE, SETTLED_STEPS, PickPlaceExpert
+
+    expert = PickPlaceExpert.__new__(PickPlaceExpert)  # the rule reads only the hand's positions
+    expert._lowering = []
+    z = [1.0 - 0.004 * i for i in range(6)]  # lowering freely, 4 mm per step
+    z += [z[-1] - 0.0001 * i for i in range(1, 6)]  # blocked: 0.1 mm per step
+    heights = iter(z)
+    monkeypatch.setattr(expert, "eef", lambda: np.array([0.0, 0.0, next(heights)]))
+    rest = [expert._came_to_rest() for _ in z]
+    assert rest.index(True) == 5 + SETTLED_STEPS  # the first step whose last SETTLED_STEPS moves all were blocked
+    assert SETTLED_STEPS * 0.0001 < SETTLED_MOVE < 0.004  # between creeping and lowering
+
+
 @pytest.fixture
 def own_env_cache(monkeypatch):
     """A private env cache for the demos recorder: the session's shared libero_spatial env stays open, and the
@@ -189,3 +205,30 @@ def test_steps_after_success_record_the_release_and_retreat(own_env_cache):
     assert extra[-3:-1, 2].min() > 0  # rising: the retreat
     np.testing.assert_array_equal(extra[-1], [0, 0, 0, 0, 0, 0, -1])  # the plan done: still, open (a no-op frame)
     assert len(long.episode.obs["agentview_rgb"]) == long.steps == n + len(extra)
+
+
+def _steps_pushing_down_before_the_release(actions: np.ndarray) -> int:
+    """How many steps right before the fingers open the expert pushed straight down at full speed."""
+    release = int(np.flatnonzero(actions[:, 6] > 0)[-1]) + 1  # the first open step after the carry
+    pushing = 0
+    while actions[release - 1 - pushing, 2] <= -0.99:
+        pushing += 1
+    return pushing
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_release_at_rest_opens_on_the_plate_when_the_bowl_comes_to_rest(own_env_cache):
+    """Set down on the plate, the bowl meets the plate before its release point and the hand is blocked. Without
+    `release_at_rest` the fingers open when `lower`'s 40-step limit runs out, a release on a counter that shows the
+    cameras nothing (15 of 20 plate demos did that); with it they open a few steps after the hand stops."""
+    from openvla.sim.demos import AttemptSpec, run_attempt
+    from openvla.sim.expert import SETTLED_STEPS
+
+    common = dict(suite="libero_goal", task_id=8, attempt=0, seed=0, resolution=SIM_RESOLUTION,
+                  noise_fraction=0.0, noise_std=0.0, max_steps=200)  # fmt: skip
+    on_counter, at_rest = run_attempt(AttemptSpec(**common)), run_attempt(AttemptSpec(**common, release_at_rest=True))
+    assert on_counter.success and at_rest.success and on_counter.episode is not None and at_rest.episode is not None
+    assert _steps_pushing_down_before_the_release(on_counter.episode.actions) >= 30  # the phase limit is 40
+    assert _steps_pushing_down_before_the_release(at_rest.episode.actions) <= SETTLED_STEPS + 12
+    assert at_rest.steps < on_counter.steps

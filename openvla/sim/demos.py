@@ -79,6 +79,7 @@ class AttemptSpec:
     displaced: bool = False  # the demo starts with the hand displaced (see the module docstring)
     displaced_range: float = 0.04  # metres beside the approach path, in x and y
     approach_gain: float = GAIN  # the expert's gain before the grasp (expert.APPROACH_PHASES)
+    release_at_rest: bool = False  # the expert opens once its hand comes to rest while lowering (expert.SETTLED_STEPS)
 
 
 @dataclass
@@ -133,6 +134,7 @@ def run_attempt(spec: AttemptSpec) -> AttemptResult:
     start = time.perf_counter()
     env, expert = _env_for(spec)
     expert.approach_gain = spec.approach_gain  # the cached expert serves every attempt of this task
+    expert.release_at_rest = spec.release_at_rest
     if spec.init_states == "fixed":
         from openvla.sim.libero_env import get_task, init_states, reset_to_state
 
@@ -277,6 +279,7 @@ def collect_task(cfg: DemosConfig, task_id: int, max_steps: int) -> tuple[list[D
             displaced=is_selected(k, cfg.displaced_fraction),
             displaced_range=cfg.displaced_range,
             approach_gain=cfg.approach_gain,
+            release_at_rest=cfg.release_at_rest,
         )
         for k in range(cfg.max_attempts)
     ]
@@ -385,6 +388,8 @@ def make_demos(cfg: DemosConfig, out_dir: str | Path, run: Any | None = None) ->
                 env_args.update(displaced_fraction=cfg.displaced_fraction, displaced_range=cfg.displaced_range)
             if cfg.approach_gain != GAIN:  # likewise
                 env_args.update(approach_gain=cfg.approach_gain)
+            if cfg.release_at_rest:  # likewise
+                env_args.update(release_at_rest=True)
             write_libero_hdf5(tmp / f"{task.name}_demo.hdf5", episodes, problem_info=problem_info, env_args=env_args)
             summary["tasks"][str(task_id)] = stats
             total_demos += stats["demos"]

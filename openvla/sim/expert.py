@@ -107,6 +107,14 @@ APPROACH = 0.12  # metres above the grasp point
 RETREAT = 0.10  # metres
 DROPPED = 0.06  # while carrying: grasp point this far from the gripper → the object was dropped; grasp it again
 CARRYING = ("lift", "over", "lower")
+# With `release_at_rest`, `lower` also ends when the hand has come to rest: it moved less than SETTLED_MOVE over the
+# last SETTLED_STEPS steps.
+# A carried object can meet its target before the release point (a bowl set down on a plate touches the plate's rim
+# first); without this rule the hand then pushes, blocked, until the phase's step limit, and the fingers open on a
+# counter that no camera sees (15 of 20 plate demos did), which a policy cannot learn. Blocked, the hand creeps
+# ≈ 0.1 mm per step; lowering freely, it moves millimetres per step.
+SETTLED_STEPS = 3
+SETTLED_MOVE = 0.001  # metres
 
 
 def _up(height: float) -> np.ndarray:
@@ -182,11 +190,13 @@ class PickPlaceExpert:
 
     ``approach_gain`` replaces ``GAIN`` in the ``APPROACH_PHASES``: lower, the hand slows down sooner before the grasp
     point, so a demo holds more frames whose action is proportional to the remaining offset (not saturated at ±1).
+    ``release_at_rest`` ends ``lower`` also when the hand has come to rest (``SETTLED_STEPS``).
     """
 
-    def __init__(self, env: Any, approach_gain: float = GAIN) -> None:
+    def __init__(self, env: Any, approach_gain: float = GAIN, release_at_rest: bool = False) -> None:
         self.env = env
         self.approach_gain = approach_gain
+        self.release_at_rest = release_at_rest
         self.sim = env.env.sim
         self.obj, self.target = pick_place_goal(env)
         self.family = FAMILIES[object_family(self.obj)]
@@ -244,6 +254,8 @@ class PickPlaceExpert:
         self._anchor_obj: np.ndarray | None = None  # object position at that moment
         self._carry_z: float | None = None  # object height while carried, fixed when the lift starts
         self._reopening = False  # in REOPEN, after a grasp that caught nothing (then back to the first phase)
+        self._lowering: list[np.ndarray] = []  # eef positions of the current `lower` phase (see SETTLED_STEPS)
+        self.settled_releases = 0  # times `lower` ended because the hand came to rest before the release point
         self.miss = None if miss is None else np.asarray(miss, dtype=np.float64)
         self.miss_caught = False  # the deliberate miss held the object after all (no recovery to record)
         self.regrasps = 0  # times the object was dropped and grasped again this episode
@@ -322,6 +334,13 @@ class PickPlaceExpert:
         if phase.tolerance is not None and np.linalg.norm(error) < phase.tolerance:
             self._next_phase()
             return self.act()
+        if phase.name == "lower" and self.release_at_rest and self._came_to_rest():
+            log.debug(
+                "expert: the object came to rest %.3f m from its release point; opening", float(np.linalg.norm(error))
+            )
+            self.settled_releases += 1
+            self._next_phase()
+            return self.act()
         gain = self.approach_gain if phase.name in APPROACH_PHASES else GAIN
         action = move_action(error, phase.gripper, gain)
         self.label = None if self.miss is not None else action
@@ -351,6 +370,14 @@ class PickPlaceExpert:
     def _restart_approach(self) -> None:
         """Back to the first phase (above the grasp point) with no anchor and no carry height."""
         self.phase_index, self.phase_steps, self._anchor, self._anchor_obj, self._carry_z = 0, 0, None, None, None
+        self._lowering = []
+
+    def _came_to_rest(self) -> bool:
+        """Record the hand's position in `lower`; True once it moved less than ``SETTLED_MOVE`` in ``SETTLED_STEPS``."""
+        self._lowering.append(self.eef())
+        if len(self._lowering) <= SETTLED_STEPS:
+            return False
+        return bool(np.linalg.norm(self._lowering[-1] - self._lowering[-1 - SETTLED_STEPS]) < SETTLED_MOVE)
 
     def _dropped(self) -> bool:
         """The object is no longer between the fingers (its grasp point is far from the gripper)."""
@@ -364,3 +391,4 @@ class PickPlaceExpert:
         self.phase_steps = 0
         self._anchor = None
         self._anchor_obj = None
+        self._lowering = []

@@ -193,10 +193,10 @@ class PickPlaceExpert:
     ``release_at_rest`` ends ``lower`` also when the hand has come to rest (``SETTLED_STEPS``).
     """
 
-    def __init__(self, env: Any, approach_gain: float = GAIN, release_at_rest: bool = False) -> None:
+    def __init__(self, env: Any, approach_gain: float = GAIN) -> None:
         self.env = env
         self.approach_gain = approach_gain
-        self.release_at_rest = release_at_rest
+        self.release_at_rest = False  # set per attempt by the demos recorder, like approach_gain
         self.sim = env.env.sim
         self.obj, self.target = pick_place_goal(env)
         self.family = FAMILIES[object_family(self.obj)]
@@ -255,7 +255,6 @@ class PickPlaceExpert:
         self._carry_z: float | None = None  # object height while carried, fixed when the lift starts
         self._reopening = False  # in REOPEN, after a grasp that caught nothing (then back to the first phase)
         self._lowering: list[np.ndarray] = []  # eef positions of the current `lower` phase (see SETTLED_STEPS)
-        self.settled_releases = 0  # times `lower` ended because the hand came to rest before the release point
         self.miss = None if miss is None else np.asarray(miss, dtype=np.float64)
         self.miss_caught = False  # the deliberate miss held the object after all (no recovery to record)
         self.regrasps = 0  # times the object was dropped and grasped again this episode
@@ -338,7 +337,6 @@ class PickPlaceExpert:
             log.debug(
                 "expert: the object came to rest %.3f m from its release point; opening", float(np.linalg.norm(error))
             )
-            self.settled_releases += 1
             self._next_phase()
             return self.act()
         gain = self.approach_gain if phase.name in APPROACH_PHASES else GAIN

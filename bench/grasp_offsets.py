@@ -71,7 +71,8 @@ def main() -> None:
     for label, keep in (("successes", True), ("failures", False)):
         offsets = [r.offset for s, r in records if s == keep and r.step >= 0]
         if offsets:
-            summary.append({"episodes": label, "closes": len(offsets), "mean offset x y z (cm)": _cm(np.mean(offsets, 0)),
+            summary.append({"episodes": label, "closes": len(offsets),
+                            "mean offset x y z (cm)": _cm(np.mean(offsets, 0)),
                             "mean |offset| x y (cm)": _cm(np.abs(offsets).mean(0)[:2])})  # fmt: skip
     print_rows(summary)
     slope = tracking_slopes([r for _, r in records])

@@ -3,9 +3,10 @@
 Every seed is ``dvc exp run --temp -n seed-<s> -S pretrain.seed=<s> -S finetune.seed=<s>`` on this checkout's
 committed state: the demos, RLDS, statistics and tokenizer come from the DVC cache (they do not depend on the
 training seed), pretrain → finetune → export → eval-libero → eval-libero-blind → eval-bridge run anew. The committed
-params' seed is not rerun: its row is HEAD's metrics (stage times from `runs/seeds/seed-<s>.times.json` when present). Prints one row per seed — LIBERO success per task and
-on average (with its 95% interval), the language-blind baseline (`eval-libero-blind`), the held-out normalized L1,
-the wall time of every stage that ran — then the mean, min and max of the average success over the seeds.
+params' seed is not rerun: its row is HEAD's metrics (stage times from `runs/seeds/seed-<s>.times.json` when
+present). Prints one row per seed — LIBERO success per task and on average (with its 95% interval), the
+language-blind baseline (`eval-libero-blind`), the held-out normalized L1, the wall time of every stage that ran —
+then the mean, min and max of the average success over the seeds.
 
     python bench/seeds.py                      # seeds 7 (the default's), 1, 2
     python bench/seeds.py --seeds 7 1 2 3

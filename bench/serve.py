@@ -124,9 +124,8 @@ def main() -> None:
                 )
 
     print(f"\n/act server, tiny model, {args.image_size}px images, torch threads {args.threads}, loopback")
-    print(
-        f"{'mode':<13} {'clients':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} {'errors':>6}"
-    )
+    print(f"{'mode':<13} {'clients':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'batch':>6} {'errors':>6}")  # fmt: skip
     for label, clients, n, rps, p50, p99, mean_batch, errors in rows:
         print(f"{label:<13} {clients:>7} {n:>8} {rps:>8.1f} {p50:>8.1f} {p99:>8.1f} {mean_batch:>6.2f} {errors:>6}")
 

@@ -166,13 +166,15 @@ def main() -> None:
         configs = [(s, int(n)) for s, n in (item.split(":") for item in args.only.split(","))]
     print(f"tiny VLA training step ({args.params}'s model options), global batch {args.batch}, {args.threads} "
           f"threads in total, {args.steps} timed steps; {machine()}")  # fmt: skip
-    header = f"{'strategy':<8} {'procs':>5} {'thr/proc':>8} {'samples/s':>10} {'s/step':>8} {'RSS rank0 MB':>13} {'RSS all MB':>11}"
+    header = (f"{'strategy':<8} {'procs':>5} {'thr/proc':>8} {'samples/s':>10} {'s/step':>8} {'RSS rank0 MB':>13} "
+              f"{'RSS all MB':>11}")  # fmt: skip
     print(header)
     print("-" * len(header))
     for strategy, nproc in configs:
         r = run_config(strategy, nproc, args)
-        print(f"{strategy:<8} {nproc:>5} {r['threads_per_rank']:>8} {r['samples_per_s']:>10.2f} {r['s_per_step']:>8.2f} "
-              f"{r['peak_rss_rank0_mb']:>13.0f} {r['peak_rss_all_mb']:>11.0f}", flush=True)  # fmt: skip
+        print(f"{strategy:<8} {nproc:>5} {r['threads_per_rank']:>8} {r['samples_per_s']:>10.2f} "
+              f"{r['s_per_step']:>8.2f} {r['peak_rss_rank0_mb']:>13.0f} {r['peak_rss_all_mb']:>11.0f}",
+              flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

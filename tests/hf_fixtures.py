@@ -2,9 +2,9 @@
 directory written in the official ``openvla/openvla-7b`` layout *without* our model code.
 
 The official-layout writer derives every parameter name from the facts of DESIGN §10 (timm ViT state dicts with
-LayerScale renamed to ``scale_factor`` under ``vision_backbone.featurizer`` / ``fused_featurizer``, ``projector.fc1..3``,
-a transformers Llama under ``language_model``) and writes the tensors with safetensors directly, so a loader that
-depends on our own naming would fail on it.
+LayerScale renamed to ``scale_factor`` under ``vision_backbone.featurizer`` / ``fused_featurizer``,
+``projector.fc1..3``, a transformers Llama under ``language_model``) and writes the tensors with safetensors directly,
+so a loader that depends on our own naming would fail on it.
 """
 
 from __future__ import annotations

@@ -98,8 +98,9 @@ def test_training_batches_stack_the_cameras_on_channels_in_order():
     processor = PrismaticImageProcessor.from_vla_config(config)
 
     def transform(cameras):
+        prompt_builder = functools.partial(get_prompt_builder, config.llm_backbone_id)
         return VLABatchTransform(mistral_tokenizer(), ActionTokenizer(config.base_vocab_size, 256), processor,
-                                 functools.partial(get_prompt_builder, config.llm_backbone_id), cameras=cameras)  # fmt: skip
+                                 prompt_builder, cameras=cameras)  # fmt: skip
 
     frame = fake_frame(0, "put the bowl on the plate")
     wrist = np.random.default_rng(9).integers(0, 256, frame["observation"]["image_primary"].shape, dtype=np.uint8)

@@ -564,7 +564,8 @@ def test_chunk_predictions_are_the_models_chunk_and_its_first_action(variant, l1
     if variant == "l1":
         predictor = l1_predictor
     else:  # K = 2 keeps the 14 autoregressive steps cheap; the autoregressive model has no proprio
-        predictor = oft_predictor("tokens", parallel=variant == "tokens-parallel", chunk=2, proprio=variant != "tokens-autoregressive", seed=4)  # fmt: skip
+        predictor = oft_predictor("tokens", parallel=variant == "tokens-parallel", chunk=2,
+                                  proprio=variant != "tokens-autoregressive", seed=4)  # fmt: skip
     model, k = predictor.model, predictor.chunk_size
     images = frames(3, predictor.image_size, seed=1)
     texts = ["pick up the black bowl", "open the drawer", "pick up the black bowl"]

@@ -36,8 +36,9 @@ def test_policy_spec_carries_every_policy_setting_of_the_evaluation(monkeypatch)
     cfg = EvalLiberoConfig(execution="open_loop", open_loop_steps=4, ensemble_decay=0.2, center_crop=False,
                            unnorm_key="libero_embedded", seed=5, workers=2)  # fmt: skip
     spec = policy_spec(cfg, model_dir="models/m-hf")
-    assert spec == PolicySpec(kind="model", model_dir="models/m-hf", unnorm_key="libero_embedded", center_crop=False,
-                              execution="open_loop", ensemble_decay=0.2, open_loop_steps=4, seed=5, threads=4)  # fmt: skip
+    assert spec == PolicySpec(kind="model", model_dir="models/m-hf", unnorm_key="libero_embedded",
+                              center_crop=False, execution="open_loop", ensemble_decay=0.2, open_loop_steps=4, seed=5,
+                              threads=4)  # fmt: skip
     random = policy_spec(dataclasses.replace(cfg, workers=16), kind="random", stats_path="stats.json")
     assert (random.kind, random.stats_path, random.threads) == ("random", "stats.json", 1)  # at least one thread
 
@@ -504,7 +505,7 @@ def test_batched_queries_from_one_shared_policy_give_the_actions_of_a_policy_per
 
 @pytest.mark.sim
 def test_one_run_over_two_suites_writes_the_per_suite_table(tmp_path):
-    """OpenVLA's protocol in one stage run: several suites, their tasks, fixed states, seeds logged, the papers' table."""
+    """OpenVLA's protocol in one stage run: several suites, their tasks, fixed states, seeds logged, the table."""
     from openvla.eval.libero import episode_seed, evaluate_libero
 
     cfg = EvalLiberoConfig(

@@ -12,7 +12,7 @@
 | unknown mixture in ``data.mixture`` / ``finetune.mixture`` | error naming the params key and the value | ``test_unknown_mixture_names_the_params_key`` |
 | the data stream skipped to a position | exactly the frames of the unskipped stream from there | ``test_skipped_stream_equals_the_tail_of_the_full_stream`` |
 | unknown key or wrong type in params.yaml | ``ConfigError`` naming file and dotted key | ``test_config.py`` |
-"""
+"""  # noqa: E501 (a table reads better unwrapped)
 
 from __future__ import annotations
 

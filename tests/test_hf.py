@@ -285,7 +285,8 @@ def test_export_stage_writes_sharded_bf16_export_metrics_and_mlflow_run(source_d
 
     params = tmp_path / "params.yaml"
     params.write_text(
-        "project:\n  name: hf-test\nexport:\n  name: tiny\n  max_shard_size: 8MB\n  dtype: bfloat16\n  max_artifact_mb: 100\n"
+        "project:\n  name: hf-test\n"
+        "export:\n  name: tiny\n  max_shard_size: 8MB\n  dtype: bfloat16\n  max_artifact_mb: 100\n"
     )
     args = ["export", "--source", str(source_dir), "--models-dir", str(tmp_path / "models")]
     args += ["--metrics", str(tmp_path / "metrics.json"), "--params", str(params)]

@@ -46,8 +46,8 @@ def test_only_adapter_parameters_get_gradients(batch, single_thread):
     assert not any(is_lora_parameter(n) and "lm_head" in n for n in names), "the output head must not be adapted"
     assert not any(is_lora_parameter(n) and any(f"{d}.lora_" in n for d in dead) for n in names)
     adapted = {n.split(".lora_")[0] for n in names if is_lora_parameter(n)}
-    for part in ("featurizer.blocks.0.attn.qkv", "fused_featurizer.blocks.2.mlp.fc2", "projector.fc3", "self_attn.q_proj",
-                 "mlp.down_proj"):  # fmt: skip
+    for part in ("featurizer.blocks.0.attn.qkv", "fused_featurizer.blocks.2.mlp.fc2", "projector.fc3",
+                 "self_attn.q_proj", "mlp.down_proj"):  # fmt: skip
         assert any(part in a for a in adapted), f"no adapter on {part}"
 
     out = peft_model(**_inputs(batch))

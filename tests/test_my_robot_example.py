@@ -38,8 +38,8 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
 def example_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example pipeline reproduced by DVC in a repository of its own (as a user's copy would be)."""
     root = tmp_path_factory.mktemp("my-robot-repo")
-    shutil.copytree(EXAMPLE, root / "my_robot", ignore=shutil.ignore_patterns("data", "runs", "models", "metrics",
-                                                                             "plots", "dvc.lock", "mlflow.db"))  # fmt: skip
+    outputs = shutil.ignore_patterns("data", "runs", "models", "metrics", "plots", "dvc.lock", "mlflow.db")
+    shutil.copytree(EXAMPLE, root / "my_robot", ignore=outputs)
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
            "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip

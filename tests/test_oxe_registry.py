@@ -217,7 +217,8 @@ def test_the_loader_applies_a_datasets_frame_filter(tmp_path):
 
     tf = import_tensorflow()
     write_npz_episodes(tmp_path / "raw", 3, 6, size=8, wrist=False)
-    convert_dataset(tmp_path / "raw", tmp_path / "rlds", ConvertConfig(input_format="npz", dataset_name="filtered_robot", rotate_180=False, drop_noops=False))  # fmt: skip
+    cfg = ConvertConfig(input_format="npz", dataset_name="filtered_robot", rotate_180=False, drop_noops=False)
+    convert_dataset(tmp_path / "raw", tmp_path / "rlds", cfg)
 
     def moves_right(frame, action_stats):  # keep frames whose normalized first action dim is positive
         return tf.reduce_all(frame["action"][..., 0] > 0.0)

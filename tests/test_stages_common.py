@@ -36,7 +36,8 @@ def test_stage_loads_the_registry_file_once_and_writes_the_summary(tmp_path, mon
     counter = tmp_path / "count.txt"
     registry = tmp_path / "my_datasets.py"
     registry.write_text(
-        f"from pathlib import Path\np = Path({str(counter)!r})\np.write_text(str(int(p.read_text() or 0) + 1) if p.exists() else '1')\n"
+        f"from pathlib import Path\np = Path({str(counter)!r})\n"
+        "p.write_text(str(int(p.read_text() or 0) + 1) if p.exists() else '1')\n"
     )
     params = tmp_path / "params.yaml"
     params.write_text(f"data:\n  registry_file: {registry}\nstats:\n  histogram_bins: 7\n")

@@ -183,8 +183,8 @@ def test_openvla_stack_tokenizes_our_export_exactly_as_we_do(model_and_space, tm
     for cls in ("AutoTokenizer", "LlamaTokenizerFast"):  # the fast classes (OpenVLA's processor): our ids, all texts
         for text, theirs, ours in zip(texts, ids[cls], expected, strict=True):
             assert theirs == ours, (cls, text)
-    # Only a text (segment) that starts with whitespace differs, and only where SentencePiece itself (the slow class, and the
-    # Prepend normalizer of the files 4.40 writes) adds its dummy "▁" where the Metaspace step of ours and of
+    # Only a text (segment) that starts with whitespace differs, and only where SentencePiece itself (the slow class,
+    # and the Prepend normalizer of the files 4.40 writes) adds its dummy "▁" where the Metaspace step of ours and of
     # transformers 5 does not: OpenVLA's prompts never start with whitespace.
     leading = [t for t in texts if re.search(r"(^|<s>|</s>)\s", t)]  # a text segment that starts with whitespace
     assert leading == ["<s> hello", " leading space"]

@@ -96,7 +96,8 @@ def test_pretrain_validates_on_held_out_frames_every_eval_every_steps(in_workspa
     components = build_components(model.config, params.model.tokenizer, ws / "data" / "tokenizer")
     stats = json.loads((ws / "data" / "stats" / "dataset_statistics.json").read_text())
     frames = held_out_frames(data_dir=ws / "data" / "rlds", mixture="libero_embedded", statistics=stats,
-                             data_cfg=params.data, image_size=model.config.image_size, num_frames=4, seed=7)  # fmt: skip
+                             data_cfg=params.data, image_size=model.config.image_size, num_frames=4,
+                             seed=7)  # fmt: skip
     assert len(frames) == 4
     errors = []
     with torch.no_grad():

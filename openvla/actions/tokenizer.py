@@ -15,10 +15,11 @@ training actions: bin j is represented by the empirical quantile at level (j + �
 halfway between neighbouring representatives (nearest-representative quantization; quantile *edges* decoded at
 their midpoints would put a binary gripper's 0 in a bin decoding to ~0.45), and both are blended with OpenVLA's
 (``uniform_mix``) so every bin keeps at least ``uniform_mix`` times OpenVLA's width (no empty, zero-width bins).
-Where the data has no mass the bins are wide, so rare values decode less precisely than with uniform bins. ``decode_mode`` ``"quantile"`` decodes to the representatives, ``"mean"`` to the mean of the training values
-that fell in each bin (the conditional mean minimizes the squared reconstruction error and is exact for discrete
-dimensions such as a binary gripper). Its arrays are per dimension, so inputs must have the action dimension on the
-last axis (a flat 1-D run of whole actions is accepted and reshaped).
+Where the data has no mass the bins are wide, so rare values decode less precisely than with uniform bins.
+``decode_mode`` ``"quantile"`` decodes to the representatives, ``"mean"`` to the mean of the training values that fell
+in each bin (the conditional mean minimizes the squared reconstruction error and is exact for discrete dimensions such
+as a binary gripper). Its arrays are per dimension, so inputs must have the action dimension on the last axis (a flat
+1-D run of whole actions is accepted and reshaped).
 
 ``FastActionTokenizer`` (``openvla.actions.fast``) encodes whole chunks with DCT + BPE into a variable number of ids
 from the vocabulary's last ``fast_vocab_size`` pieces (DESIGN §15).
@@ -108,7 +109,8 @@ class QuantileActionTokenizer(ActionTokenizer):
     """Per-dimension edges fitted on normalized data; same ids and API as ``ActionTokenizer``.
 
     ``bins`` has shape (action_dim, n_bins) (strictly increasing rows from −1 to 1) and ``bin_centers`` shape
-    (action_dim, n_bins − 1): the values ids decode to (quantile representatives, bin means, or midpoints when\n    built from edges alone; see ``decode_mode``).
+    (action_dim, n_bins − 1): the values ids decode to (quantile representatives, bin means, or midpoints when
+    built from edges alone; see ``decode_mode``).
     Build it with ``QuantileActionTokenizer.fit(actions, vocab_size)`` or from saved arrays.
     """
 

@@ -29,7 +29,9 @@ K = 1 models query every step and send the action unchanged, as before. A model 
 robot's ``state`` (``get_observation()["state"]``, which must be the dataset's proprio convention, e.g. Bridge's
 EEF xyz + rpy + gripper) with every query.
 
-    summary = evaluate_bridge(cfg, model_dir="models/openvla-embedded-hf", data_dir="data/rlds", plots_dir="plots/bridge")
+    summary = evaluate_bridge(
+        cfg, model_dir="models/openvla-embedded-hf", data_dir="data/rlds", plots_dir="plots/bridge"
+    )
 """
 
 from __future__ import annotations

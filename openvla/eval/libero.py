@@ -54,12 +54,13 @@ LIBERO_CAMERAS = {"primary": "agentview", "wrist": "robot0_eye_in_hand"}
 class CameraSwitch:
     """Skip the camera renders of the env steps whose observation nobody reads.
 
-    Software rendering (llvmpipe) of a LIBERO scene costs about twice the physics of a 20 Hz control step per camera,
-    at any resolution (the meshes dominate): 25 against 11 ms on one 2-core machine, 53 against 23 ms on a slower
-    one. A policy that executes its chunks open loop reads one observation every K steps. Each camera observable's
-    sensor is wrapped: while ``render`` is False it answers its last frame instead of rendering. robosuite's sampling clock, the physics and every rendered frame are untouched, so an episode's
-    actions and outcome are the same with and without skipping — only the unread frames go stale. ``only`` limits
-    rendering to some cameras (a replay for a video needs the agentview alone).
+    Software rendering (llvmpipe) of a LIBERO scene costs about twice the physics of a 20 Hz control step per camera, at
+    any resolution (the meshes dominate): 25 against 11 ms on one 2-core machine, 53 against 23 ms on a slower one. A
+    policy that executes its chunks open loop reads one observation every K steps. Each camera observable's sensor is
+    wrapped: while ``render`` is False it answers its last frame instead of rendering. robosuite's sampling clock, the
+    physics and every rendered frame are untouched, so an episode's actions and outcome are the same with and without
+    skipping — only the unread frames go stale. ``only`` limits rendering to some cameras (a replay for a video needs
+    the agentview alone).
     """
 
     def __init__(self, robosuite_env: Any) -> None:
@@ -596,7 +597,8 @@ def _check_server(spec: PolicySpec, cfg: EvalLiberoConfig) -> dict[str, Any]:
     if served[0] == "open_loop" and cfg.execution == "open_loop" and served[1] != cfg.open_loop_steps:
         log.warning(
             "the server runs %s actions of each chunk before the next query (serve.open_loop_steps = %s) but "
-            "eval_libero.open_loop_steps is %s: the server decides, so this run is not comparable with an in-process one",
+            "eval_libero.open_loop_steps is %s: the server decides, so this run is not comparable with an "
+            "in-process one",
             served[1] or "all",
             served[1],
             cfg.open_loop_steps,
@@ -629,7 +631,7 @@ def policy_speed(results: list[EpisodeResult]) -> dict[str, float]:
 
 
 def _write_plots(plots_dir: Path, results: list[EpisodeResult], per_suite: dict[str, Any]) -> None:
-    """``episodes.csv`` (one row per episode, with its seed) and ``success.csv`` (per suite and task, Wilson interval)."""
+    """``episodes.csv`` (one row per episode, with its seed), ``success.csv`` (per suite and task, Wilson interval)."""
     plots_dir.mkdir(parents=True, exist_ok=True)
     with open(plots_dir / "episodes.csv", "w", newline="") as f:
         fields = ["suite", "task_id", "init_index", "success", "steps", "seconds", "queries", "seed"]

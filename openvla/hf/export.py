@@ -184,7 +184,8 @@ def export_hf(
     processor_tokenizer, spm_file = _load_tokenizer(checkpoint, tokenizer)
     if processor_tokenizer.pad_token_id != model.config.pad_token_id:
         raise ValueError(
-            f"{checkpoint}: tokenizer <PAD> id {processor_tokenizer.pad_token_id} != config pad_token_id {model.config.pad_token_id}"
+            f"{checkpoint}: tokenizer <PAD> id {processor_tokenizer.pad_token_id} != config pad_token_id "
+            f"{model.config.pad_token_id}"
         )
     image_processor = _load_image_processor(checkpoint, model.config)
     weights_dtype = str(next(model.parameters()).dtype).removeprefix("torch.")

@@ -87,8 +87,8 @@ def load_text_tokenizer(spec: str, model_max_length: int = DEFAULT_MAX_LENGTH) -
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
     if tokenizer.pad_token_id != tokenizer.vocab_size:
         raise ValueError(
-            f"{source}: {PAD_TOKEN} got id {tokenizer.pad_token_id}, expected {tokenizer.vocab_size} (the first id after "
-            "the SentencePiece vocabulary, as OpenVLA)"
+            f"{source}: {PAD_TOKEN} got id {tokenizer.pad_token_id}, expected {tokenizer.vocab_size} (the first id "
+            "after the SentencePiece vocabulary, as OpenVLA)"
         )
     # save_pretrained writes init_kwargs: keep the legacy Metaspace behaviour in exported copies.
     tokenizer.init_kwargs.update(legacy=True, add_bos_token=True, add_eos_token=False)

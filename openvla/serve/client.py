@@ -101,10 +101,10 @@ class ActClient:
 class RemotePolicy:
     """A ``Policy`` on another machine: ``act(observation, session=…)`` / ``reset(session)`` over ``/act``.
 
-    The observation goes as the raw camera frame (plus instruction, proprio, unnorm_key); the server applies the
-    model's transform. When the server answers chunks (``serve.execution: chunk``), they are executed here with
-    ``execution`` exactly as ``Policy.act`` would; when the server executes them itself it answers (D,) actions,
-    which pass through unchanged (a chunk of one). So ``eval-libero --server URL`` gets the in-process actions either way.
+    The observation goes as the raw camera frame (plus instruction, proprio, unnorm_key); the server applies the model's
+    transform. When the server answers chunks (``serve.execution: chunk``), they are executed here with ``execution``
+    exactly as ``Policy.act`` would; when the server executes them itself it answers (D,) actions, which pass through
+    unchanged (a chunk of one). So ``eval-libero --server URL`` gets the in-process actions either way.
     """
 
     def __init__(

@@ -18,8 +18,9 @@ Optional fields for OpenVLA-OFT models (an OpenVLA client sends none of them and
   ignored in ``chunk`` mode.
 
 Every client mistake becomes a ``PayloadError`` carrying the HTTP status (400 unparsable, 413 too large, 422
-semantically wrong, including a key outside ``ACCEPTED_KEYS``) and a message that says what was expected, so the server never answers 500 for one. The
-declared dtype and shape are checked *before* any base64 is decoded, so a huge or hostile body costs little.
+semantically wrong, including a key outside ``ACCEPTED_KEYS``) and a message that says what was expected, so the server
+never answers 500 for one. The declared dtype and shape are checked *before* any base64 is decoded, so a huge or hostile
+body costs little.
 """
 
 from __future__ import annotations

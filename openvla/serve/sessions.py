@@ -14,8 +14,8 @@ actions per query. ``serve.execution`` decides who executes the chunk:
 
 Why on the server: OpenVLA clients (the official deploy client, the LIBERO/WidowX loops) expect one action per call;
 executing chunks here gives them OFT's chunking without changing a line of the client. The executors and their store are
-``openvla.policy``'s, so the server executes chunks exactly as ``Policy.act`` (and the LIBERO evaluation) does. A model that
-answers (D,) (K = 1) is treated as predicting chunks of one action: every request calls the model.
+``openvla.policy``'s, so the server executes chunks exactly as ``Policy.act`` (and the LIBERO evaluation) does. A model
+that answers (D,) (K = 1) is treated as predicting chunks of one action: every request calls the model.
 
 State lives per *session*: the request's ``session`` string (absent: ``"default"``, so clients that omit it share one
 executor; concurrent robots must each send their own id). ``reset: true`` starts a new episode for that session

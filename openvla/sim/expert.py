@@ -8,13 +8,13 @@ stove's cook region, the cabinet's top side, the wine rack's top region: LIBERO'
 object's origin inside the site's box, from ``size_z − 5 mm`` to ``size_z + 10 cm`` along the site's z axis, and
 contact with the fixture).
 
-Actions are OSC_POSE deltas (7-D, ±1 ↔ ±0.05 m per step): move with ``a[:3] = clip((goal − eef) / 0.05 · 1.5, −1,
-1)``, no rotation, ``a[6] = −1`` open / ``+1`` close. Phases: above the grasp point → descend → close and hold → lift
-→ over the target → lower → open → retreat. Before the lift it checks that the fingers stopped on something; if they
-shut on nothing it opens them while rising and approaches again (``REOPEN``). Every goal is recomputed from the live state every step, so the expert
-recovers from the noise the demos recorder injects into the executed action. Once the object is held, the goals of
-the carrying phases are *object* goals: the gripper moves by (where the object should be − where it is), so a grasp
-that slipped or sits off-centre does not move the release point.
+Actions are OSC_POSE deltas (7-D, ±1 ↔ ±0.05 m per step): move with ``a[:3] = clip((goal − eef) / 0.05 · 1.5, −1, 1)``,
+no rotation, ``a[6] = −1`` open / ``+1`` close. Phases: above the grasp point → descend → close and hold → lift → over
+the target → lower → open → retreat. Before the lift it checks that the fingers stopped on something; if they shut on
+nothing it opens them while rising and approaches again (``REOPEN``). Every goal is recomputed from the live state every
+step, so the expert recovers from the noise the demos recorder injects into the executed action. Once the object is
+held, the goals of the carrying phases are *object* goals: the gripper moves by (where the object should be − where it
+is), so a grasp that slipped or sits off-centre does not move the release point.
 
 Each object family needs its own grasp point (relative to the body origin, world axes; the fingers close along
 world y): a bowl is grasped at its rim, 5 cm from its centre along y and 2 cm above its body origin (of the two rim

@@ -57,7 +57,8 @@ def build_components(
     base_vocab = model_config.base_vocab_size
     if action_tokenizer.vocab_size != base_vocab:
         raise ValueError(f"{action_tokenizer_dir}: action tokenizer vocab_size {action_tokenizer.vocab_size} differs "
-                         f"from the model's unpadded vocabulary {base_vocab} (model.name / model.tokenizer mismatch?)")  # fmt: skip
+                         f"from the model's unpadded vocabulary {base_vocab} "
+                         "(model.name / model.tokenizer mismatch?)")  # fmt: skip
     image_processor = PrismaticImageProcessor.from_vla_config(model_config)
     transform = VLABatchTransform(
         text_tokenizer,

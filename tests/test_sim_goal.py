@@ -7,6 +7,8 @@ recorder, at a fixed seed, and require success.
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import pytest
 from sim_fixtures import SIM_RESOLUTION, require_libero
@@ -89,7 +91,7 @@ def test_lower_ends_once_the_hand_has_come_to_rest(monkeypatch):
     from openvla.sim.expert import SETTLED_MOVE, SETTLED_STEPS, PickPlaceExpert
 
     expert = PickPlaceExpert.__new__(PickPlaceExpert)  # the rule reads only the hand's positions
-    expert._lowering = []
+    expert._lowering = deque(maxlen=SETTLED_STEPS + 1)
     z = [1.0 - 0.004 * i for i in range(6)]  # lowering freely, 4 mm per step
     z += [z[-1] - 0.0001 * i for i in range(1, 6)]  # blocked: 0.1 mm per step
     heights = iter(z)

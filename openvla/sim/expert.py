@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_DELTA = 0.05  # metres per step at |a| = 1 (OSC_POSE default output scale)
 GAIN = 1.5  # proportional gain on the normalized position error
-# The phases that bring the open hand to the grasp point. ``PickPlaceExpert(approach_gain=...)`` slows only these: at
+# The phases that bring the open hand to the grasp point. ``PickPlaceExpert.approach_gain`` slows only these: at
 # GAIN the wine bottle's approach takes ~14 steps (two 8-action chunks of a policy), mostly at the ±1 limit.
 APPROACH_PHASES = ("above", "descend")
 OPEN, CLOSE = -1.0, 1.0
@@ -193,10 +194,11 @@ class PickPlaceExpert:
     ``release_at_rest`` ends ``lower`` also when the hand has come to rest (``SETTLED_STEPS``).
     """
 
-    def __init__(self, env: Any, approach_gain: float = GAIN) -> None:
+    def __init__(self, env: Any) -> None:
         self.env = env
-        self.approach_gain = approach_gain
-        self.release_at_rest = False  # set per attempt by the demos recorder, like approach_gain
+        # both set per attempt by the demos recorder (one expert serves every attempt of a task)
+        self.approach_gain = GAIN
+        self.release_at_rest = False
         self.sim = env.env.sim
         self.obj, self.target = pick_place_goal(env)
         self.family = FAMILIES[object_family(self.obj)]
@@ -254,7 +256,8 @@ class PickPlaceExpert:
         self._anchor_obj: np.ndarray | None = None  # object position at that moment
         self._carry_z: float | None = None  # object height while carried, fixed when the lift starts
         self._reopening = False  # in REOPEN, after a grasp that caught nothing (then back to the first phase)
-        self._lowering: list[np.ndarray] = []  # eef positions of the current `lower` phase (see SETTLED_STEPS)
+        # the hand's last SETTLED_STEPS + 1 positions in the current `lower` phase (see `_came_to_rest`)
+        self._lowering: deque[np.ndarray] = deque(maxlen=SETTLED_STEPS + 1)
         self.miss = None if miss is None else np.asarray(miss, dtype=np.float64)
         self.miss_caught = False  # the deliberate miss held the object after all (no recovery to record)
         self.regrasps = 0  # times the object was dropped and grasped again this episode
@@ -366,16 +369,17 @@ class PickPlaceExpert:
         self._restart_approach()
 
     def _restart_approach(self) -> None:
-        """Back to the first phase (above the grasp point) with no anchor and no carry height."""
-        self.phase_index, self.phase_steps, self._anchor, self._anchor_obj, self._carry_z = 0, 0, None, None, None
-        self._lowering = []
+        """Back to the first phase (above the grasp point), with no carry height."""
+        self._enter_phase(0)
+        self._carry_z = None
 
     def _came_to_rest(self) -> bool:
-        """Record the hand's position in `lower`; True once it moved less than ``SETTLED_MOVE`` in ``SETTLED_STEPS``."""
+        """Called once per step of `lower`, with the step's hand position appended: True once the hand moved less than
+        ``SETTLED_MOVE`` over the last ``SETTLED_STEPS`` steps."""
         self._lowering.append(self.eef())
         if len(self._lowering) <= SETTLED_STEPS:
             return False
-        return bool(np.linalg.norm(self._lowering[-1] - self._lowering[-1 - SETTLED_STEPS]) < SETTLED_MOVE)
+        return bool(np.linalg.norm(self._lowering[-1] - self._lowering[0]) < SETTLED_MOVE)
 
     def _dropped(self) -> bool:
         """The object is no longer between the fingers (its grasp point is far from the gripper)."""
@@ -384,9 +388,12 @@ class PickPlaceExpert:
     def _next_phase(self) -> None:
         if self._reopening:  # back to the first phase (phase_index stayed 0)
             self._reopening = False
+            self._enter_phase(self.phase_index)
         else:
-            self.phase_index += 1
-        self.phase_steps = 0
-        self._anchor = None
-        self._anchor_obj = None
-        self._lowering = []
+            self._enter_phase(self.phase_index + 1)
+
+    def _enter_phase(self, index: int) -> None:
+        """Start phase ``index`` afresh: no step taken, no anchor, no hand positions recorded for the rest rule."""
+        self.phase_index, self.phase_steps = index, 0
+        self._anchor = self._anchor_obj = None
+        self._lowering.clear()

@@ -136,9 +136,10 @@ def batch_table(args: argparse.Namespace, tokenizer, rng: np.random.Generator) -
             )
 
         med, p90, cpu = median_ms(call, args.calls)
-        cells = (args.config, bsz, args.threads, f"{med:.1f}", f"{p90:.1f}", f"{med / bsz:.1f}", f"{cpu:.1f}",
-                 f"{prep_ms:.1f}")  # fmt: skip
-        rows.append("| " + " | ".join(str(c) for c in cells) + " |")
+        rows.append(
+            f"| {args.config} | {bsz} | {args.threads} | {med:.1f} | {p90:.1f} | {med / bsz:.1f} | {cpu:.1f} | "
+            f"{prep_ms:.1f} |"
+        )
     return rows
 
 

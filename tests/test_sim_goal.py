@@ -155,13 +155,15 @@ def test_expert_refuses_goals_it_has_no_plan_for(task_id):
 
 @pytest.mark.sim
 @pytest.mark.slow
-def test_a_deliberate_miss_is_recorded_from_the_empty_grasp_on(own_env_cache):
-    """A miss attempt closes the fingers beside the wine bottle's neck, opens while rising and grasps again; the demo
-    starts with the fingers shut on nothing, so the policy learns the recovery and never the miss."""
+@pytest.mark.parametrize("task_id", [2, 6], ids=["wine-bottle", "cream-cheese"])
+def test_a_deliberate_miss_is_recorded_from_the_empty_grasp_on(own_env_cache, task_id):
+    """A miss attempt closes the fingers beside the wine bottle's neck (above and beside the cream cheese box), opens
+    while rising and grasps again; the demo starts with the fingers shut on nothing, so the policy learns the
+    recovery and never the miss."""
     from openvla.sim.demos import AttemptSpec, run_attempt
     from openvla.sim.expert import EMPTY_FINGER
 
-    common = dict(suite="libero_goal", task_id=2, attempt=0, seed=0, resolution=SIM_RESOLUTION,
+    common = dict(suite="libero_goal", task_id=task_id, attempt=0, seed=0, resolution=SIM_RESOLUTION,
                   noise_fraction=0.0, noise_std=0.0, max_steps=250)  # fmt: skip
     clean, missed = run_attempt(AttemptSpec(**common)), run_attempt(AttemptSpec(**common, miss=True))
     assert clean.success and missed.success and missed.miss and missed.episode is not None

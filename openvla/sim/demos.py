@@ -24,10 +24,10 @@ expert's clean action — the policy learns to come back to the expert's path.
 
 Misses: attempt ``k`` is a miss when the same rule holds for ``miss_fraction`` (counted from the other end, ``k →
 max_attempts − 1 − k``, so that misses and noise seldom fall on one attempt), for objects with ``miss_offsets`` (the
-wine bottle). Its first grasp closes the fingers beside the object, finds nothing held, opens while rising and grasps
-again. Only the steps from the empty grasp on are recorded (the expert's ``label`` is None before): the demo shows
-the recovery from a grasp that caught nothing, the policies' most common failure on the wine bottle, and never the
-miss. A miss whose fingers caught the object after all is dropped like a failed attempt.
+wine bottle, the cream cheese box). Its first grasp closes the fingers beside the object, finds nothing held, opens
+while rising and grasps again. Only the steps from the empty grasp on are recorded (the expert's ``label`` is None
+before): the demo shows the recovery from a grasp that caught nothing, the policies' most common failure on the wine
+bottle, and never the miss. A miss whose fingers caught the object after all is dropped like a failed attempt.
 
 Displaced starts: attempt ``k`` is displaced when the rule holds for ``displaced_fraction``. After the no-op steps
 the open hand first moves, unrecorded, to a random point a uniform fraction of the way to the expert's approach
